@@ -1,0 +1,53 @@
+# One entry point for users and developers. `make test` is what CI runs (.ci/run).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+COLLECTION_LINK := build/collections/ansible_collections/codacy/selfhosted
+export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/build/collections
+export ANSIBLE_LOCALHOST_WARNING := False
+export ANSIBLE_INVENTORY_UNPARSED_WARNING := False
+PYTEST_ARGS ?=
+
+.PHONY: help venv collection test unit integration lint clean constraints
+
+help:
+	@echo "make test         create .venv and run every test (what CI runs)"
+	@echo "make unit         unit tests only"
+	@echo "make integration  module tests against throwaway PostgreSQL servers"
+	@echo "make lint         ansible-lint, yamllint and ruff"
+	@echo "make clean        remove .venv, build/ and test output"
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements-dev.txt constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt -c constraints.txt
+	touch $@
+
+# The collection is loaded from the checkout through a symlink in a collections path.
+collection: $(COLLECTION_LINK)
+
+$(COLLECTION_LINK):
+	mkdir -p $(dir $@)
+	ln -sfn ../../../.. $@
+
+test: venv collection
+	$(BIN)/pytest -p no:cacheprovider tests/unit tests/integration $(PYTEST_ARGS)
+
+unit: venv collection
+	$(BIN)/pytest -p no:cacheprovider tests/unit $(PYTEST_ARGS)
+
+integration: venv collection
+	$(BIN)/pytest -p no:cacheprovider tests/integration $(PYTEST_ARGS)
+
+lint: venv collection
+	$(BIN)/ruff check plugins tests
+	$(BIN)/yamllint -s .
+	$(BIN)/ansible-lint --profile production
+
+constraints: venv
+	$(BIN)/pip freeze --exclude-editable > constraints.txt
+
+clean:
+	rm -rf $(VENV) build tests/output .pytest_cache

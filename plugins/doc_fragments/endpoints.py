@@ -1,0 +1,67 @@
+# -*- coding: utf-8 -*-
+# Copyright: Contributors to the codacy.selfhosted collection
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+
+class ModuleDocFragment(object):
+    # The two servers of a migration. Both take the same suboptions (a YAML anchor keeps them
+    # in one place).
+    DOCUMENTATION = r"""
+options:
+  source:
+    description:
+      - How to reach the server that holds the database to migrate.
+      - The connection is read-only (C(default_transaction_read_only)): nothing is ever written to the source.
+      - The user must be a superuser or a member of the managed service's admin role
+        (for example C(rds_superuser)), so that pg_dump can read every object.
+    type: dict
+    required: true
+    suboptions: &endpoint
+      host:
+        description:
+          - Host name or IP address of the server.
+        type: str
+        required: true
+      port:
+        description:
+          - TCP port of the server.
+        type: int
+        default: 5432
+      user:
+        description:
+          - Role to connect as.
+        type: str
+        required: true
+      password:
+        description:
+          - Password of O(source.user) / O(target.user).
+          - Given to C(pg_dump) and C(pg_restore) through a private 0600 passfile, never on a command line.
+          - When omitted, libpq's own sources apply (C(PGPASSWORD), C(PGPASSFILE), C(~/.pgpass)).
+        type: str
+      sslmode:
+        description:
+          - libpq C(sslmode) for this server.
+        type: str
+        default: prefer
+        choices: [disable, allow, prefer, require, verify-ca, verify-full]
+      sslrootcert:
+        description:
+          - File with the certificate authorities that may sign the server's certificate
+            (for O(source.sslmode=verify-ca) or O(source.sslmode=verify-full)).
+        type: path
+  target:
+    description:
+      - How to reach the server that receives the copy. Same suboptions as O(source).
+      - The user must be a superuser or a member of the managed service's admin role
+        (for example C(rds_superuser)), and be able to act as the owners of the restored objects.
+    type: dict
+    required: true
+    suboptions: *endpoint
+requirements:
+  - psycopg2 (C(psycopg2-binary)) on the host that runs the module.
+  - C(pg_dump), C(pg_restore) and C(vacuumdb) of at least the source server's major version on that host.
+"""

@@ -1,0 +1,230 @@
+# -*- coding: utf-8 -*-
+# Copyright: Contributors to the codacy.selfhosted collection
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Catalog questions asked before anything is written: who is this server, what does this
+database hold, what would a schema restriction lose, which roles are missing, who else is
+connected. Also the one destructive step, clearing a target we own, kept here beside the
+query that decides what "content" is so that both use the same definition."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+from psycopg2 import sql
+
+FIRST_NORMAL_OID = 16384
+
+SERVER_SQL = """
+SELECT current_setting('server_version'), current_setting('server_version_num')::int,
+       current_user, pg_backend_pid()
+"""
+
+DATABASE_SQL = """
+SELECT d.oid, pg_encoding_to_char(d.encoding), d.datcollate, d.datctype,
+       pg_get_userbyid(d.datdba), pg_database_size(d.oid)
+  FROM pg_database d WHERE d.datname = current_database()
+"""
+
+# What counts as content of a database: anything a restore would collide with or that a
+# refresh would remove. Extensions alone are not content (pg_dump emits CREATE EXTENSION IF
+# NOT EXISTS), nor is the empty `public` schema every new database has.
+CONTENT_SQL = """
+SELECT kind, name FROM (
+  SELECT CASE c.relkind WHEN 'r' THEN 'table' WHEN 'p' THEN 'table' WHEN 'v' THEN 'view'
+              WHEN 'm' THEN 'materialized view' WHEN 'S' THEN 'sequence'
+              WHEN 'f' THEN 'foreign table' ELSE 'relation' END AS kind,
+         quote_ident(n.nspname) || '.' || quote_ident(c.relname) AS name
+    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+   WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') AND c.oid >= %(first)s
+     AND n.nspname <> %(skip)s AND n.nspname NOT LIKE 'pg\\_%%' AND n.nspname <> 'information_schema'
+  UNION ALL
+  SELECT 'function', quote_ident(n.nspname) || '.' || quote_ident(p.proname)
+    FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+   WHERE p.oid >= %(first)s AND n.nspname <> %(skip)s AND n.nspname NOT LIKE 'pg\\_%%'
+     AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass
+                     AND d.objid = p.oid AND d.deptype = 'e')
+  UNION ALL
+  SELECT 'schema', quote_ident(n.nspname) FROM pg_namespace n
+   WHERE n.oid >= %(first)s AND n.nspname NOT IN (%(skip)s, 'public') AND n.nspname NOT LIKE 'pg\\_%%'
+     AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_namespace'::regclass
+                     AND d.objid = n.oid AND d.deptype = 'e')
+  UNION ALL
+  SELECT 'large object', oid::text FROM pg_largeobject_metadata
+) AS content ORDER BY 1, 2
+"""
+
+SESSIONS_SQL = """
+SELECT pid, coalesce(usename, '?'), coalesce(application_name, ''),
+       coalesce(client_addr::text, 'local'), coalesce(state, '')
+  FROM pg_stat_activity
+ WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'
+ ORDER BY pid
+"""
+
+SYSTEM_IDENTIFIER_SQL = "SELECT system_identifier::text FROM pg_control_system()"
+
+# Roles the restored objects refer to: owners and grantees recorded in pg_shdepend, plus
+# owners of objects owned by the bootstrap superuser, which pg_shdepend does not record.
+REFERENCED_ROLES_SQL = """
+SELECT DISTINCT r.rolname FROM pg_shdepend s JOIN pg_roles r ON r.oid = s.refobjid
+ WHERE s.dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+   AND s.refclassid = 'pg_authid'::regclass AND s.deptype IN ('o', 'a', 'r')
+UNION
+SELECT pg_get_userbyid(c.relowner) FROM pg_class c
+ WHERE c.oid >= %(first)s AND c.relnamespace IN (SELECT oid FROM pg_namespace WHERE nspname <> %(skip)s)
+UNION
+SELECT pg_get_userbyid(n.nspowner) FROM pg_namespace n
+ WHERE n.oid >= %(first)s AND n.nspname <> %(skip)s AND n.nspname NOT LIKE 'pg\\_%%'
+"""
+
+# (grantee or NULL for PUBLIC, privilege, grantable) of an ACL column; `%s` is "<acl column>
+# FROM <catalog> WHERE <the object>". privilege_type is one of a fixed set of keywords.
+GRANTS_SQL = """
+SELECT CASE WHEN a.grantee = 0 THEN NULL ELSE pg_get_userbyid(a.grantee) END, a.privilege_type, a.is_grantable
+  FROM (SELECT (aclexplode(%s)).*) a ORDER BY 1, 2
+"""
+
+EXTENSIONS_SQL = "SELECT extname FROM pg_extension WHERE extname <> 'plpgsql' ORDER BY 1"
+
+# Objects in the kept schemas that depend on objects in other user schemas (which a schema
+# restriction would not carry). Rules, defaults, triggers and policies have no schema of
+# their own: they belong to the schema of their table.
+OUTSIDE_DEPENDENCIES_SQL = """
+WITH deps AS (
+  SELECT o.identity AS what, r.type AS ref_type, r.identity AS ref,
+         coalesce(o.schema, (SELECT n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                              WHERE c.oid = CASE d.classid
+                                WHEN 'pg_rewrite'::regclass THEN (SELECT ev_class FROM pg_rewrite WHERE oid = d.objid)
+                                WHEN 'pg_attrdef'::regclass THEN (SELECT adrelid FROM pg_attrdef WHERE oid = d.objid)
+                                WHEN 'pg_trigger'::regclass THEN (SELECT tgrelid FROM pg_trigger WHERE oid = d.objid)
+                                WHEN 'pg_policy'::regclass THEN (SELECT polrelid FROM pg_policy WHERE oid = d.objid)
+                              END)) AS schema,
+         r.schema AS ref_schema
+    FROM pg_depend d
+    CROSS JOIN LATERAL pg_identify_object(d.classid, d.objid, d.objsubid) o
+    CROSS JOIN LATERAL pg_identify_object(d.refclassid, d.refobjid, d.refobjsubid) r
+   WHERE d.objid >= %(first)s AND d.refobjid >= %(first)s AND d.deptype IN ('n', 'a')
+     AND NOT EXISTS (SELECT 1 FROM pg_depend e WHERE e.deptype = 'e'
+                     AND e.classid = d.refclassid AND e.objid = d.refobjid)
+)
+SELECT DISTINCT what, ref_type || ' ' || ref FROM deps
+ WHERE schema = ANY(%(kept)s) AND ref_schema IS NOT NULL AND NOT (ref_schema = ANY(%(kept)s))
+   AND ref_schema NOT LIKE 'pg\\_%%' AND ref_schema <> 'information_schema'
+ ORDER BY 1, 2
+"""
+
+
+def fetchall(conn, query, args=None):
+    with conn.cursor() as cur:
+        cur.execute(query, args)
+        return cur.fetchall()
+
+
+def server_info(conn):
+    version, version_num, user, pid = fetchall(conn, SERVER_SQL)[0]
+    info = {"version": version.split()[0], "version_num": version_num,
+            "major": version_num // 10000, "user": user, "system_identifier": None}
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SAVEPOINT sysid" if not conn.autocommit else "SELECT 1")
+            cur.execute(SYSTEM_IDENTIFIER_SQL)
+            info["system_identifier"] = cur.fetchone()[0]
+    except Exception:  # pylint: disable=broad-except
+        # pg_control_system() is restricted on some managed services; the caller falls back
+        # to comparing addresses.
+        if not conn.autocommit:
+            conn.rollback()
+    return info
+
+
+def database_info(conn):
+    oid, encoding, collate, ctype, owner, size = fetchall(conn, DATABASE_SQL)[0]
+    return {"oid": oid, "encoding": encoding, "lc_collate": collate, "lc_ctype": ctype,
+            "owner": owner, "size": size}
+
+
+def content(conn, skip_schema):
+    """[(kind, name)] of what the database holds outside our marker schema."""
+    return fetchall(conn, CONTENT_SQL, {"first": FIRST_NORMAL_OID, "skip": skip_schema})
+
+
+def describe_content(items, limit=5):
+    shown = ", ".join("%s %s" % item for item in items[:limit])
+    more = len(items) - limit
+    return shown + (" and %d more" % more if more > 0 else "")
+
+
+def other_sessions(conn):
+    return ["pid %s %s@%s (%s) %s" % row for row in fetchall(conn, SESSIONS_SQL)]
+
+
+def missing_roles(source_conn, target_conn, skip_schema):
+    referenced = set(r[0] for r in fetchall(source_conn, REFERENCED_ROLES_SQL,
+                                            {"first": FIRST_NORMAL_OID, "skip": skip_schema}))
+    present = set(r[0] for r in fetchall(target_conn, "SELECT rolname FROM pg_roles"))
+    return sorted(referenced - present)
+
+
+def schema_restriction_losses(source_conn, target_conn, schemas):
+    """What `pg_dump --schema ...` would silently leave behind, as sentences."""
+    losses = []
+    present = set(r[0] for r in fetchall(source_conn, "SELECT nspname FROM pg_namespace"))
+    absent = [s for s in schemas if s not in present]
+    if absent:
+        losses.append("schemas %s do not exist in the source database" % ", ".join(absent))
+    target_ext = set(r[0] for r in fetchall(target_conn, EXTENSIONS_SQL))
+    lost_ext = [e[0] for e in fetchall(source_conn, EXTENSIONS_SQL) if e[0] not in target_ext]
+    if lost_ext:
+        losses.append("extensions %s (a schema restriction dumps no extensions; create them in the "
+                      "target database first)" % ", ".join(lost_ext))
+    large_objects = fetchall(source_conn, "SELECT count(*) FROM pg_largeobject_metadata")[0][0]
+    if large_objects:
+        losses.append("%d large objects (a schema restriction dumps none)" % large_objects)
+    deps = fetchall(source_conn, OUTSIDE_DEPENDENCIES_SQL, {"first": FIRST_NORMAL_OID, "kept": list(schemas)})
+    if deps:
+        shown = "; ".join("%s needs %s" % row for row in deps[:5])
+        losses.append("objects that the kept schemas depend on: %s%s"
+                      % (shown, " and %d more" % (len(deps) - 5) if len(deps) > 5 else ""))
+    return losses
+
+
+def clear(conn, skip_schema):
+    """Remove every user object from a target database we own, keeping our marker schema and
+    an empty `public` with its previous owner, privileges and comment. One transaction."""
+    conn.autocommit = False
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT pg_get_userbyid(nspowner), obj_description(oid, 'pg_namespace')"
+                        " FROM pg_namespace WHERE nspname = 'public'")
+            public = cur.fetchone()
+            cur.execute(GRANTS_SQL % "nspacl FROM pg_namespace WHERE nspname = 'public'")
+            public_grants = cur.fetchall()
+            cur.execute("SELECT extname FROM pg_extension WHERE extname <> 'plpgsql'")
+            for (name,) in cur.fetchall():
+                cur.execute(sql.SQL("DROP EXTENSION IF EXISTS {} CASCADE").format(sql.Identifier(name)))
+            cur.execute("SELECT nspname FROM pg_namespace WHERE (oid >= %s OR nspname = 'public')"
+                        " AND nspname <> %s AND nspname NOT LIKE 'pg\\_%%'", (FIRST_NORMAL_OID, skip_schema))
+            for (name,) in cur.fetchall():
+                cur.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(name)))
+            cur.execute("SELECT lo_unlink(oid) FROM pg_largeobject_metadata")
+            if public is not None:
+                owner, comment = public
+                cur.execute(sql.SQL("CREATE SCHEMA public AUTHORIZATION {}").format(sql.Identifier(owner)))
+                cur.execute("REVOKE ALL ON SCHEMA public FROM PUBLIC")
+                apply_grants(cur, sql.SQL("SCHEMA public"), public_grants)
+                cur.execute("COMMENT ON SCHEMA public IS %s", (comment,))
+        conn.commit()
+    except Exception:
+        conn.rollback()
+        raise
+    finally:
+        conn.autocommit = True
+
+
+def apply_grants(cur, on_object, grants):
+    """GRANT each (grantee or None for PUBLIC, privilege, grantable) on `on_object` (sql.SQL)."""
+    for grantee, privilege, grantable in grants:
+        cur.execute(sql.SQL("GRANT {} ON {} TO {}{}").format(
+            sql.SQL(privilege), on_object,
+            sql.SQL("PUBLIC") if grantee is None else sql.Identifier(grantee),
+            sql.SQL(" WITH GRANT OPTION") if grantable else sql.SQL("")))

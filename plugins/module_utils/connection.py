@@ -1,0 +1,156 @@
+# -*- coding: utf-8 -*-
+# Copyright: Contributors to the codacy.selfhosted collection
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Connections to the two servers: libpq parameters, the private passfile, psycopg2 connect.
+
+Passwords go to psycopg2 as a keyword (in-process) and to pg_dump/pg_restore through a 0600
+passfile named by PGPASSFILE: never through argv. Connection failures become one sentence that
+names the server (`source`/`target`), host:port, user and what to do.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import os
+
+try:
+    import psycopg2
+    import psycopg2.extensions
+    HAS_PSYCOPG2 = True
+    PSYCOPG2_IMPORT_ERROR = None
+except ImportError as exc:  # pragma: no cover - reported by the module
+    HAS_PSYCOPG2 = False
+    PSYCOPG2_IMPORT_ERROR = exc
+
+APPLICATION_NAME = "codacy_db_migrate"
+
+# Bounded waits so a dead server or a stalled network ends in an error rather than a hang:
+# keepalives detect a silent peer after about idle + interval * count seconds.
+TIMEOUT_PARAMS = {
+    "keepalives": "1",
+    "keepalives_idle": "30",
+    "keepalives_interval": "10",
+    "keepalives_count": "3",
+}
+
+SSLMODES = ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
+
+
+class ConnectionProblem(Exception):
+    """A connection failed; str() is the message for the user (never contains a password)."""
+
+
+class Endpoint:
+    """One side of the migration: `source` or `target` option of the module."""
+
+    def __init__(self, role, options, connect_timeout=10):
+        self.role = role
+        self.host = options["host"]
+        self.port = int(options["port"])
+        self.user = options["user"]
+        self.password = options.get("password")
+        self.sslmode = options.get("sslmode") or "prefer"
+        self.sslrootcert = options.get("sslrootcert")
+        self.connect_timeout = connect_timeout
+
+    @property
+    def address(self):
+        return "%s:%s" % (self.host, self.port)
+
+    @property
+    def who(self):
+        return "%s@%s" % (self.user, self.address)
+
+    def libpq_params(self, dbname, read_only=False):
+        """Connection keywords without the password (safe for argv and logs)."""
+        params = {
+            "host": self.host,
+            "port": str(self.port),
+            "user": self.user,
+            "dbname": dbname,
+            "sslmode": self.sslmode,
+            "connect_timeout": str(self.connect_timeout),
+            "application_name": APPLICATION_NAME,
+        }
+        if self.sslrootcert:
+            params["sslrootcert"] = self.sslrootcert
+        if read_only:
+            # The source is only ever read: a bug cannot write to it.
+            params["options"] = "-c default_transaction_read_only=on"
+        params.update(TIMEOUT_PARAMS)
+        return params
+
+    def conninfo(self, dbname, read_only=False):
+        """A libpq connection string for pg_dump/pg_restore --dbname (quoted by libpq's rules)."""
+        return psycopg2.extensions.make_dsn(**self.libpq_params(dbname, read_only))
+
+    def connect(self, dbname, read_only=False, autocommit=True):
+        params = self.libpq_params(dbname, read_only)
+        if self.password is not None:
+            params["password"] = self.password
+        try:
+            conn = psycopg2.connect(**params)
+        except psycopg2.OperationalError as exc:
+            raise ConnectionProblem(self.describe_failure(dbname, exc)) from None
+        conn.autocommit = autocommit
+        return conn
+
+    def describe_failure(self, dbname, exc):
+        detail = " ".join(str(exc).split())
+        lowered = detail.lower()
+        if "does not exist" in lowered and "database" in lowered:
+            return "%s database %r does not exist on %s" % (self.role, dbname, self.address)
+        if "could not translate host name" in lowered or "name or service not known" in lowered:
+            return ("%s host %r cannot be resolved: check %s.host (%s)"
+                    % (self.role, self.host, self.role, detail))
+        if "password authentication failed" in lowered or "no password supplied" in lowered:
+            return ("%s authentication failed for %s: check %s.user and %s.password"
+                    % (self.role, self.who, self.role, self.role))
+        if "pg_hba.conf" in lowered:
+            return ("%s server %s refuses %s for database %r (pg_hba.conf): allow this client "
+                    "host there, or check %s.sslmode (%s)"
+                    % (self.role, self.address, self.user, dbname, self.role, detail))
+        if "ssl" in lowered or "certificate" in lowered:
+            return ("%s server %s: TLS failed with sslmode=%s: check %s.sslmode and %s.sslrootcert (%s)"
+                    % (self.role, self.address, self.sslmode, self.role, self.role, detail))
+        if "timeout" in lowered or "timed out" in lowered:
+            return ("%s server %s did not answer within %ss: check %s.host, %s.port and the network (%s)"
+                    % (self.role, self.address, self.connect_timeout, self.role, self.role, detail))
+        return ("%s server %s is unreachable: is it running and are %s.host and %s.port right? (%s)"
+                % (self.role, self.address, self.role, self.role, detail))
+
+
+def _passfile_field(value):
+    # .pgpass syntax: fields separated by ':', with ':' and '\' escaped by a backslash.
+    return str(value).replace("\\", "\\\\").replace(":", "\\:")
+
+
+def passfile_line(endpoint):
+    fields = (endpoint.host, endpoint.port, "*", endpoint.user, endpoint.password)
+    return ":".join(_passfile_field(field) for field in fields)
+
+
+def write_passfile(directory, endpoints):
+    """Write a 0600 passfile for the endpoints that have a password; return its path or None."""
+    lines = [passfile_line(e) for e in endpoints if e.password is not None]
+    if not lines:
+        return None
+    path = os.path.join(directory, "pgpass")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write("\n".join(lines) + "\n")
+    return path
+
+
+def child_environment(passfile):
+    """The environment for pg_dump/pg_restore: the caller's, minus libpq variables that would
+    override our parameters (PGPASSWORD wins over a passfile), plus our passfile."""
+    env = dict((k, v) for k, v in os.environ.items() if not k.startswith("PG"))
+    if passfile is None:
+        # No password given: keep the caller's own libpq password sources (e.g. ~/.pgpass).
+        env.update((k, v) for k, v in os.environ.items() if k in ("PGPASSWORD", "PGPASSFILE"))
+    else:
+        env["PGPASSFILE"] = passfile
+    env["LC_MESSAGES"] = "C"
+    return env

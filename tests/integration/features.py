@@ -1,0 +1,77 @@
+"""A small source database holding every kind of object the module must carry."""
+
+from psycopg2 import sql
+
+FEATURES_SQL = r"""
+CREATE EXTENSION pg_trgm;
+CREATE EXTENSION citext;
+CREATE TYPE issue_level AS ENUM ('info', 'warning', 'error');
+CREATE TABLE account (
+    id bigserial PRIMARY KEY,
+    email citext NOT NULL UNIQUE,
+    name text NOT NULL,
+    settings jsonb NOT NULL DEFAULT '{}',
+    balance numeric(12, 2) NOT NULL DEFAULT 0 CHECK (balance >= -1000),
+    score double precision,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE issue (
+    id bigserial PRIMARY KEY,
+    account_id bigint NOT NULL REFERENCES account (id),
+    level issue_level NOT NULL,
+    message text NOT NULL,
+    payload bytea,
+    details jsonb,
+    updated_at timestamptz
+);
+CREATE INDEX issue_account_idx ON issue (account_id);
+CREATE INDEX issue_level_idx ON issue (level) WHERE level = 'error';
+CREATE INDEX issue_message_trgm ON issue USING gin (message gin_trgm_ops);
+CREATE INDEX issue_details_idx ON issue USING gin (details);
+CREATE TABLE "UserSettings" ("Key" text PRIMARY KEY, "Value" text);
+CREATE SEQUENCE ticket_seq START 1000;
+CREATE VIEW error_issues AS SELECT i.id, a.email, i.message FROM issue i JOIN account a ON a.id = i.account_id
+  WHERE i.level = 'error';
+CREATE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN NEW.updated_at := now(); RETURN NEW; END $$;
+CREATE TRIGGER issue_touch BEFORE UPDATE ON issue FOR EACH ROW EXECUTE PROCEDURE touch();
+COMMENT ON TABLE issue IS 'static analysis results';
+
+INSERT INTO account (email, name, settings, balance, score)
+SELECT 'User' || i || '@Example.com', 'user ' || i, jsonb_build_object('theme', 'dark', 'n', i),
+       i * 1.25, i / 3.0
+  FROM generate_series(1, 200) i;
+INSERT INTO issue (account_id, level, message, payload, details)
+SELECT 1 + i % 200, (ARRAY['info', 'warning', 'error'])[1 + i % 3]::issue_level,
+       'issue ' || md5(i::text), decode(md5(i::text), 'hex'), jsonb_build_object('line', i, 'tags', jsonb_build_array('a', i))
+  FROM generate_series(1, 3000) i;
+INSERT INTO "UserSettings" VALUES ('Theme', 'dark'), ('Lang', 'pt');
+SELECT setval('ticket_seq', 4242);
+"""
+
+
+def create_database(server, dbname, **options):
+    """CREATE DATABASE with template0; options: ENCODING, LC_COLLATE, LC_CTYPE ..."""
+    parts = [sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(dbname))]
+    for key, value in options.items():
+        parts.append(sql.SQL("{} {}").format(sql.SQL(key.upper()), sql.Literal(value)))
+    conn = server.connect()
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql.SQL(" ").join(parts))
+    finally:
+        conn.close()
+
+
+def create_feature_database(server, dbname):
+    create_database(server, dbname)
+    conn = server.connect(dbname)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(FEATURES_SQL)
+    finally:
+        conn.close()
+
+
+def execute(server, dbname, statement, args=None):
+    return server.execute(statement, args, dbname=dbname)
