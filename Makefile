@@ -37,7 +37,7 @@ $(COLLECTION_LINK):
 	ln -sfn ../../../.. $@
 
 test: system venv collection lint
-	$(BIN)/pytest -p no:cacheprovider tests/unit tests/integration $(PYTEST_ARGS)
+	$(BIN)/pytest -p no:cacheprovider tests/unit tests/support tests/integration $(PYTEST_ARGS)
 
 unit: venv collection
 	$(BIN)/pytest -p no:cacheprovider tests/unit $(PYTEST_ARGS)

@@ -259,8 +259,10 @@ source_fingerprint:
 """
 
 import os
+import re
 import shlex
 import shutil
+import subprocess
 import tempfile
 import time
 import traceback
@@ -419,6 +421,13 @@ def decide(content, record, source_fp, source_identity, target_fp, other_session
 
 def describe_source(identity):
     return "%s:%s/%s" % (identity.get("host"), identity.get("port"), identity.get("database"))
+
+
+def creates_existing_schema(toc_line, existing):
+    """True for a `pg_restore --list` line such as `5; 2615 2200 SCHEMA - public postgres`
+    whose schema is in `existing`."""
+    match = re.match(r"^\d+; \d+ \d+ SCHEMA - (.*)$", toc_line)
+    return bool(match) and any(match.group(1).startswith(name + " ") for name in existing)
 
 
 def dir_size(path):
@@ -612,7 +621,7 @@ class Migration:
             self.timed("restore", catalog.clear, self.tgt, marker.SCHEMA)
         argv = [self.clients["pg_restore"], "--format=directory", "--jobs=%d" % jobs, "--exit-on-error",
                 "--no-tablespaces", "--no-password", "--dbname=%s" % self.target.conninfo(self.target_database),
-                dump_dir]
+                "--use-list=%s" % self.restore_list(dump_dir, private_dir), dump_dir]
         self.run_client("restore", argv, env, log_path, guard)
         self.timed("properties", dbprops.apply, self.tgt, self.target_database, self.properties)
         self.timed("verify", self.verify, snapshot_id)
@@ -622,6 +631,20 @@ class Migration:
             self.run_client("analyze", argv, env, log_path, guard)
         snap.rollback()
         self.timed("record", self.finish, run_id)
+
+    def restore_list(self, dump_dir, private_dir):
+        """The dump's table of contents without CREATE SCHEMA for schemas the target already has.
+
+        With --schema, pg_dump emits CREATE SCHEMA even for `public`, which every database
+        already has; restoring it would fail. Their owner, grants and comment still apply."""
+        toc = subprocess.run([self.clients["pg_restore"], "--list", dump_dir], capture_output=True, text=True,
+                             check=True).stdout
+        existing = set(r[0] for r in catalog.fetchall(self.tgt, "SELECT nspname FROM pg_namespace"))
+        kept = [line for line in toc.splitlines() if not creates_existing_schema(line, existing)]
+        path = os.path.join(private_dir, "restore.list")
+        with open(path, "w") as handle:
+            handle.write("\n".join(kept) + "\n")
+        return path
 
     def verify(self, snapshot_id):
         jobs = self.params["jobs"]

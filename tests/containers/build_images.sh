@@ -74,10 +74,12 @@ image_sources() {
 # mmdebstrap options except suite/target/mirrors.
 mmdebstrap_options() {
     local name=$1
+    # shellcheck disable=SC2016 # "$1" in the hook is expanded by mmdebstrap's sh
     printf '%s\n' \
         --variant=minbase \
         "--include=$(image_packages "$name")" \
         '--aptopt=Acquire::Retries "3"' \
+        '--dpkgopt=force-unsafe-io' \
         '--dpkgopt=path-exclude=/usr/share/doc/*' \
         '--dpkgopt=path-include=/usr/share/doc/*/copyright' \
         '--dpkgopt=path-exclude=/usr/share/man/*' \
@@ -89,8 +91,9 @@ mmdebstrap_options() {
         '--dpkgopt=path-exclude=/usr/lib/postgresql/*/lib/bitcode/*' \
         '--dpkgopt=path-exclude=/usr/lib/*/libLLVM*' \
         '--dpkgopt=path-exclude=/usr/lib/*/libz3.so*' \
-        '--customize-hook=rm -rf "$1"/var/cache/apt/*.bin "$1"/var/lib/apt/lists/* "$1"/var/log/apt/* "$1"/var/log/dpkg.log "$1"/tmp/* "$1"/var/tmp/*'
-    # Notes on the excludes:
+        '--customize-hook=rm -rf "$1"/var/cache/apt/*.bin "$1"/var/cache/apt/archives/*.deb "$1"/var/lib/apt/lists/* "$1"/var/log/apt/* "$1"/var/log/dpkg.log "$1"/tmp/* "$1"/var/tmp/*'
+    # Notes:
+    # - force-unsafe-io: no fsync per unpacked file (the tree is tarred afterwards).
     # - docs/man/info/translations: not needed in throw-away test containers
     #   (English server messages are also what tests match on).
     # - LLVM JIT (llvmjit.so, bitcode, libLLVM, libz3, ~150 MB): PostgreSQL silently

@@ -120,7 +120,6 @@ fi
 
 # 5. Start dockerd.
 if [[ -n ${DOCKERD_FLAGS:-} ]]; then
-    # shellcheck disable=SC2206 # intentional word splitting of a flag list
     attempts=("$DOCKERD_FLAGS")
 else
     attempts=("" "$FALLBACK_FLAGS")

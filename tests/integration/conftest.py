@@ -124,3 +124,10 @@ def module_args(source, target, database, work_dir, **extra):
             "work_dir": work_dir, "jobs": 2}
     args.update(extra)
     return args
+
+
+def succeeded(result, action):
+    """Assert that a run did not fail and took `action`; return the result."""
+    assert not result.get("failed"), "the run failed in phase %s: %s" % (result.get("phase"), result.get("msg"))
+    assert result["action"] == action, "expected %s, got %s: %s" % (action, result["action"], result.get("reasons"))
+    return result

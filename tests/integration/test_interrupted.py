@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from tests.integration.conftest import PASSWORD, module_args
+from tests.integration.conftest import PASSWORD, module_args, succeeded
 from tests.integration.features import create_database, create_feature_database, execute
 from tests.support.compare import compare
 from tests.support.pgserver import PgServer
@@ -77,9 +77,9 @@ def test_pg_restore_killed_then_resumed(source, target, dbname, run_module, work
     assert result["failed"] and result["phase"] == "restore"
     assert os.listdir(work_dir) == []
     again = run_module(module_args(source, target, dbname, work_dir))
-    assert again["action"] == "resumed", again.get("msg")
+    succeeded(again, "resumed")
     assert compare(source.params(), dbname, target.params(), dbname) == []
-    assert run_module(module_args(source, target, dbname, work_dir))["action"] == "unchanged"
+    succeeded(run_module(module_args(source, target, dbname, work_dir)), "unchanged")
 
 
 def test_target_stopped_mid_restore_then_resumed(source, own_target, dbname, run_module, work_dir):
@@ -96,5 +96,5 @@ def test_target_stopped_mid_restore_then_resumed(source, own_target, dbname, run
     assert processes("pg_restore", "dbname=" + dbname) == []
     own_target.start()
     again = run_module(module_args(source, own_target, dbname, work_dir))
-    assert again["action"] == "resumed", again.get("msg")
+    succeeded(again, "resumed")
     assert compare(source.params(), dbname, own_target.params(), dbname) == []

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from tests.integration.conftest import PASSWORD, module_args
+from tests.integration.conftest import PASSWORD, module_args, succeeded
 from tests.integration.features import create_database, create_feature_database, execute
 from tests.support.compare import compare, snapshot
 
@@ -42,7 +42,7 @@ def migrated(source, target, dbname, run_module, work_dir):
     create_feature_database(source, dbname)
     create_database(target, dbname)
     result = run_module(module_args(source, target, dbname, work_dir))
-    assert result["action"] == "migrated", result.get("msg")
+    succeeded(result, "migrated")
     return dbname
 
 
@@ -52,7 +52,8 @@ class TestFirstMigration:
         create_database(target, dbname)
         result = run_module(module_args(source, target, dbname, work_dir, verify="checksums"))
         assert not result.get("failed"), result.get("msg")
-        assert result["changed"] is True and result["action"] == "migrated"
+        succeeded(result, "migrated")
+        assert result["changed"] is True
         assert_equal(source, target, dbname)
         tables = dict((t["table"], t) for t in result["tables"])
         assert tables["issue"]["source_rows"] == tables["issue"]["target_rows"] == 3000
@@ -81,15 +82,15 @@ class TestFirstMigration:
         create_feature_database(source, name)
         create_database(target, name)
         result = run_module(module_args(source, target, name, work_dir))
-        assert result["action"] == "migrated", result.get("msg")
+        succeeded(result, "migrated")
         assert_equal(source, target, name)
-        assert run_module(module_args(source, target, name, work_dir))["action"] == "unchanged"
+        succeeded(run_module(module_args(source, target, name, work_dir)), "unchanged")
 
     def test_renamed_target(self, source, target, dbname, run_module, work_dir):
         create_feature_database(source, dbname)
         create_database(target, dbname + "_copy")
         result = run_module(module_args(source, target, dbname, work_dir, target_database=dbname + "_copy"))
-        assert result["action"] == "migrated", result.get("msg")
+        succeeded(result, "migrated")
         assert_equal(source, target, dbname, dbname + "_copy")
 
 
@@ -97,7 +98,8 @@ class TestRerun:
     def test_unchanged_source_changes_nothing(self, source, target, migrated, run_module, work_dir):
         before = snapshot(target.params(), migrated)
         result = run_module(module_args(source, target, migrated, work_dir))
-        assert result["changed"] is False and result["action"] == "unchanged", result
+        succeeded(result, "unchanged")
+        assert result["changed"] is False
         assert result["commands"] == [] and "dump" not in result["phases"]
         assert os.listdir(work_dir) == []
         assert snapshot(target.params(), migrated) == before
@@ -119,11 +121,10 @@ class TestRerun:
     def test_each_source_change_is_refreshed(self, source, target, migrated, run_module, work_dir, change):
         execute(source, migrated, change.replace("{db}", '"%s"' % migrated))
         result = run_module(module_args(source, target, migrated, work_dir))
-        assert not result.get("failed"), result.get("msg")
-        assert result["action"] == "refreshed", result["reasons"]
+        succeeded(result, "refreshed")
         assert result["changed"] is True
         assert_equal(source, target, migrated)
-        assert run_module(module_args(source, target, migrated, work_dir))["action"] == "unchanged"
+        succeeded(run_module(module_args(source, target, migrated, work_dir)), "unchanged")
 
     def test_changes_are_named(self, source, target, migrated, run_module, work_dir):
         execute(source, migrated, "DELETE FROM issue WHERE id = 9")
@@ -136,7 +137,7 @@ class TestRerun:
             result = run_module(module_args(source, target, migrated, work_dir))
         finally:
             conn.close()
-        assert result["action"] == "refreshed"
+        succeeded(result, "refreshed")
         assert any("other sessions are connected" in r for r in result["reasons"])
 
 
@@ -155,7 +156,7 @@ class TestRefusals:
         assert os.listdir(work_dir) == []
 
         forced = run_module(module_args(source, target, dbname, work_dir, force=True))
-        assert forced["action"] == "migrated", forced.get("msg")
+        succeeded(forced, "migrated")
         assert_equal(source, target, dbname)
         assert execute(target, dbname, "SELECT to_regclass('public.customers')")[0][0] is None
 
@@ -266,7 +267,8 @@ class TestCheckMode:
         create_database(target, dbname)
         before = snapshot(target.params(), dbname)
         result = run_module(module_args(source, target, dbname, work_dir), check=True)
-        assert result["changed"] is True and result["action"] == "migrated"
+        succeeded(result, "migrated")
+        assert result["changed"] is True
         assert result["diff"]["before"] == {"state": "absent"}
         assert snapshot(target.params(), dbname) == before
         assert execute(target, dbname, "SELECT to_regnamespace(%s)", (MARKER_SCHEMA,))[0][0] is None
@@ -294,7 +296,7 @@ class TestFailures:
         assert marker_rows(target, dbname) == [("in_progress", "migrated")]
         execute(target, dbname, "DROP EVENT TRIGGER no_ddl")
         again = run_module(module_args(source, target, dbname, work_dir))
-        assert again["action"] == "resumed", again.get("msg")
+        succeeded(again, "resumed")
         assert_equal(source, target, dbname)
 
     @pytest.mark.parametrize("mode, tamper", [
@@ -318,7 +320,7 @@ class TestFailures:
         assert "public.issue differs" in result["msg"]
         assert marker_rows(target, dbname) == [("in_progress", "migrated")]
         execute(target, dbname, "DROP EVENT TRIGGER tamper")
-        assert run_module(module_args(source, target, dbname, work_dir, verify=mode))["action"] == "resumed"
+        succeeded(run_module(module_args(source, target, dbname, work_dir, verify=mode)), "resumed")
         assert_equal(source, target, dbname)
 
 
@@ -355,7 +357,7 @@ class TestSecrets:
         finally:
             done.set()
             sampler.join()
-        assert result["action"] == "migrated", result.get("msg")
+        succeeded(result, "migrated")
         assert {"pg_dump", "pg_restore", "ansible-playbook"} <= seen, "the sampler saw no client process: %s" % seen
         assert leaks == []
         output = result["_stdout"] + result["_stderr"]

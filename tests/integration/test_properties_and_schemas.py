@@ -1,6 +1,6 @@
 """Database-level properties travel; schema restrictions never lose objects silently."""
 
-from tests.integration.conftest import module_args
+from tests.integration.conftest import module_args, succeeded
 from tests.integration.features import create_database, create_feature_database, execute
 from tests.support.compare import compare
 
@@ -35,7 +35,7 @@ def test_database_properties_travel(source, target, dbname, run_module, work_dir
                             " GRANT CONNECT, CREATE ON DATABASE {db} TO \"{role}\"".format(db=db, role=role))
     create_database(target, dbname)
     result = run_module(module_args(source, target, dbname, work_dir))
-    assert result["action"] == "migrated", result.get("msg")
+    succeeded(result, "migrated")
     expected = properties(source, dbname, role)
     assert expected[0] == 42 and expected[3] is True and expected[5] is False  # the setup took effect
     assert properties(target, dbname, role) == expected
@@ -44,7 +44,7 @@ def test_database_properties_travel(source, target, dbname, run_module, work_dir
     # A changed property is a change of the source: the next run refreshes and carries it.
     execute(source, dbname, "ALTER DATABASE %s CONNECTION LIMIT 7" % db)
     again = run_module(module_args(source, target, dbname, work_dir))
-    assert again["action"] == "refreshed", again.get("msg")
+    succeeded(again, "refreshed")
     assert properties(target, dbname, role)[0] == 7
 
 
@@ -54,7 +54,7 @@ def test_public_only_like_the_vendor_guide(source, target, dbname, run_module, w
                             " FROM generate_series(1, 100) i; CREATE SCHEMA scratch; CREATE TABLE scratch.junk (x int)")
     create_database(target, dbname)
     result = run_module(module_args(source, target, dbname, work_dir, schemas=["public"]))
-    assert result["action"] == "migrated", result.get("msg")
+    succeeded(result, "migrated")
     assert compare(source.params(), dbname, target.params(), dbname, schemas=["public"]) == []
     assert execute(target, dbname, "SELECT to_regclass('scratch.junk')")[0][0] is None
 

@@ -146,3 +146,11 @@ def test_version_matches_galaxy_yml():
     with open(os.path.join(root, "galaxy.yml")) as handle:
         galaxy = dict(line.split(":", 1) for line in handle if line.startswith("version:"))
     assert galaxy["version"].strip() == COLLECTION_VERSION
+
+
+def test_restore_list_skips_only_existing_schemas():
+    existing = {"public", "codacy_migration"}
+    assert mod.creates_existing_schema("5; 2615 2200 SCHEMA - public pg_database_owner", existing)
+    assert not mod.creates_existing_schema("6; 2615 16385 SCHEMA - publicity postgres", existing)
+    assert not mod.creates_existing_schema("7; 1259 16390 TABLE public account postgres", existing)
+    assert not mod.creates_existing_schema("3414; 0 0 COMMENT - SCHEMA public pg_database_owner", existing)
