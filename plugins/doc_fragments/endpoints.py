@@ -6,21 +6,11 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-
-class ModuleDocFragment(object):
-    # The two servers of a migration. Both take the same suboptions (a YAML anchor keeps them
-    # in one place).
-    DOCUMENTATION = r"""
-options:
-  source:
-    description:
-      - How to reach the server that holds the database to migrate.
-      - The connection is read-only (C(default_transaction_read_only)), so nothing is ever written to the source.
-      - The user must be a superuser or a member of the managed service's admin role
-        (for example C(rds_superuser)), so that pg_dump can read every object.
+# The suboptions of a server, written once and used for `source` and `target`.
+_SERVER = r"""
     type: dict
     required: true
-    suboptions: &endpoint
+    suboptions:
       host:
         description:
           - Host name or IP address of the server.
@@ -38,7 +28,7 @@ options:
         required: true
       password:
         description:
-          - Password of O(source.user) / O(target.user).
+          - Password of the user.
           - Given to C(pg_dump) and C(pg_restore) through a private 0600 passfile, never on a command line.
           - When omitted, libpq's own sources apply (C(PGPASSWORD), C(PGPASSFILE), C(~/.pgpass)).
         type: str
@@ -51,17 +41,36 @@ options:
       sslrootcert:
         description:
           - File with the certificate authorities that may sign the server's certificate
-            (for O(source.sslmode=verify-ca) or O(source.sslmode=verify-full)).
+            (for C(sslmode=verify-ca) or C(sslmode=verify-full)).
         type: path
+"""
+
+_SOURCE = r"""
+  source:
+    description:
+      - How to reach the server that holds the databases to migrate.
+      - The connections are read-only (C(default_transaction_read_only)), so nothing is ever written to the source.
+      - The user must be a superuser or a member of the managed service's admin role
+        (for example C(rds_superuser)), so that pg_dump can read every object.
+""" + _SERVER
+
+_TARGET = r"""
   target:
     description:
-      - How to reach the server that receives the copy. Same suboptions as O(source).
+      - How to reach the server that receives the copies.
       - The user must be a superuser or a member of the managed service's admin role
         (for example C(rds_superuser)), and be able to act as the owners of the restored objects.
-    type: dict
-    required: true
-    suboptions: *endpoint
+""" + _SERVER
+
+_REQUIREMENTS = r"""
 requirements:
   - psycopg2 (C(psycopg2-binary)) on the host that runs the module.
-  - C(pg_dump), C(pg_restore) and C(vacuumdb) of at least the source server's major version on that host.
 """
+
+
+class ModuleDocFragment(object):
+    # Both servers of a migration.
+    DOCUMENTATION = "options:" + _SOURCE + _TARGET + _REQUIREMENTS
+
+    # Only the target server.
+    TARGET = "options:" + _TARGET + _REQUIREMENTS

@@ -53,11 +53,14 @@ SELECT kind, name FROM (
 ) AS content ORDER BY 1, 2
 """
 
+# Other sessions on this database. Our own (application_name codacy_db_migrate: this
+# collection's read-only source connections, e.g. a preflight's, still ending) cannot write.
 SESSIONS_SQL = """
 SELECT pid, coalesce(usename, '?'), coalesce(application_name, ''),
        coalesce(client_addr::text, 'local'), coalesce(state, '')
   FROM pg_stat_activity
  WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'
+   AND application_name IS DISTINCT FROM 'codacy_db_migrate'
  ORDER BY pid
 """
 

@@ -37,6 +37,18 @@ TIMEOUT_PARAMS = {
 SSLMODES = ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
 
 
+def endpoint_argument_spec():
+    """Argument spec of a `source`/`target` option (documented in the `endpoints` doc fragment)."""
+    return dict(type="dict", required=True, options=dict(
+        host=dict(type="str", required=True),
+        port=dict(type="int", default=5432),
+        user=dict(type="str", required=True),
+        password=dict(type="str", no_log=True),
+        sslmode=dict(type="str", default="prefer", choices=SSLMODES),
+        sslrootcert=dict(type="path"),
+    ))
+
+
 class ConnectionProblem(Exception):
     """A connection failed; str() is the message for the user (never contains a password)."""
 

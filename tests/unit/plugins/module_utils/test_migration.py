@@ -1,10 +1,10 @@
-"""Unit tests of the module's pure logic: the outcome table and option validation."""
+"""Unit tests of the migration's pure logic: the outcome table and option validation."""
 
 import os
 
 import pytest
 
-from ansible_collections.codacy.selfhosted.plugins.modules import codacy_db_migrate as mod
+from ansible_collections.codacy.selfhosted.plugins.module_utils import migration as mod
 
 SOURCE = {"system_identifier": "7", "host": "db", "port": 5432, "database": "analysis"}
 FP = {"catalog": "c1", "tables": {"public.t": [1, 0, 0]}, "sequences": {"public.s": "5"}, "server": ["t0", None]}

@@ -1,0 +1,127 @@
+# -*- coding: utf-8 -*-
+# Copyright: Contributors to the codacy.selfhosted collection
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Filters of the db_migration role: the plan, the jobs, the report and its table.
+
+Kept in Python (not Jinja) so that the report's rules live in one readable, unit-tested place.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import time
+
+COPYING_ACTIONS = ("migrated", "refreshed", "resumed")
+
+
+def migration_jobs(plan, run_dir):
+    """The plan's entries with the progress file each background migration writes."""
+    return [dict(entry, progress_file="%s/progress-%s.json" % (run_dir, entry["position"])) for entry in plan]
+
+
+def _verified(result):
+    verified = result.get("verified") or {}
+    return {"mode": verified.get("mode"), "tables": verified.get("tables", 0), "rows": verified.get("rows", 0),
+            "equal": verified.get("equal")}
+
+
+def migration_report(plan, results=None):
+    """The report: one entry per database, totals, and the problems that make the run incomplete.
+
+    results: what the migrations that ran returned (databases the plan found unchanged did not
+    run). Without results (check mode, or `--tags verify` alone) the entries are the plan, and a
+    database holds a verified copy of its current source only when its planned action is `unchanged`."""
+    by_name = {}
+    for result in results or []:
+        by_name[result.get("database")] = result
+    databases, problems = [], []
+    for entry in plan:
+        ran = entry["name"] in by_name
+        result = by_name.get(entry["name"], {})
+        failed = bool(result.get("failed")) if ran else False
+        item = {
+            "name": entry["name"],
+            "target_name": entry["target_name"],
+            "source_bytes": entry.get("size"),
+            "action": result.get("action") if ran else entry.get("action"),
+            "changed": bool(result.get("changed")) if ran else entry.get("action") not in ("unchanged", None),
+            "failed": failed,
+            "reasons": (result.get("reasons") if ran else entry.get("reasons")) or [],
+            "dump_bytes": result.get("dump_bytes", 0),
+            "phases": result.get("phases", {}),
+            "verified": _verified(result),
+        }
+        if failed:
+            item["phase"] = result.get("phase")
+            item["message"] = result.get("msg")
+            problems.append("%s: failed in phase %s: %s" % (entry["name"], result.get("phase"), result.get("msg")))
+        elif ran and item["action"] in COPYING_ACTIONS and item["verified"]["equal"] is False:
+            problems.append("%s: the copy differs from the source" % entry["name"])
+        elif not ran and item["action"] != "unchanged" and results is None:
+            problems.append("%s: %s (%s)" % (entry["name"], item["action"], "; ".join(str(r) for r in item["reasons"])))
+        databases.append(item)
+    return {
+        "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "mode": "plan" if results is None else "run",
+        "databases": databases,
+        "totals": {
+            "databases": len(databases),
+            "changed": sum(1 for d in databases if d["changed"]),
+            "failed": sum(1 for d in databases if d["failed"]),
+            "source_bytes": sum(d["source_bytes"] or 0 for d in databases),
+            "dump_bytes": sum(d["dump_bytes"] or 0 for d in databases),
+            "rows_verified": sum(d["verified"]["rows"] or 0 for d in databases),
+        },
+        "problems": problems,
+    }
+
+
+def _size(count):
+    if count is None:
+        return "-"
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if count < 1024 or unit == "TB":
+            return ("%d %s" if unit == "B" else "%.1f %s") % (count, unit)
+        count /= 1024.0
+    return str(count)
+
+
+def _seconds(phases, name):
+    value = (phases or {}).get(name)
+    return "-" if value is None else "%.1f" % value
+
+
+COLUMNS = ("database", "action", "size", "dump", "restore", "verify", "analyze", "total s", "tables", "rows")
+
+
+def migration_table(entries):
+    """Fixed-width lines for the play output, from plan entries or report entries."""
+    rows = []
+    for entry in entries:
+        phases = entry.get("phases") or {}
+        verified = entry.get("verified") or {}
+        action = entry.get("action") or "-"
+        if verified.get("equal") is None:
+            verified = {}
+        if entry.get("failed"):
+            action = "FAILED (%s)" % entry.get("phase")
+        name = entry["name"] if entry["name"] == entry.get("target_name", entry["name"]) else \
+            "%s -> %s" % (entry["name"], entry["target_name"])
+        rows.append((name, action, _size(entry.get("source_bytes", entry.get("size"))),
+                     _seconds(phases, "dump"), _seconds(phases, "restore"), _seconds(phases, "verify"),
+                     _seconds(phases, "analyze"), _seconds(phases, "total"),
+                     str(verified.get("tables", "-")), str(verified.get("rows", "-"))))
+    widths = [max(len(str(row[i])) for row in [COLUMNS] + rows) for i in range(len(COLUMNS))]
+    lines = ["  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip()
+             for row in [COLUMNS] + rows]
+    return lines[:1] + ["-" * len(lines[0])] + lines[1:]
+
+
+class FilterModule(object):
+    def filters(self):
+        return {
+            "migration_jobs": migration_jobs,
+            "migration_report": migration_report,
+            "migration_table": migration_table,
+        }

@@ -1,0 +1,488 @@
+# -*- coding: utf-8 -*-
+# Copyright: Contributors to the codacy.selfhosted collection
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""One database's migration: validate the options, inspect both servers, decide the outcome,
+and (unless only looking) copy, verify and record.
+
+The module codacy_db_migrate runs it; the preflight module runs its inspection and decision
+for every database at once, so that the role knows every outcome before anything is written.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import os
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+
+from ansible_collections.codacy.selfhosted.plugins.module_utils import (
+    catalog, dbprops, fingerprint, marker, pgtools, progress, verify)
+from ansible_collections.codacy.selfhosted.plugins.module_utils.connection import (
+    ConnectionProblem, Endpoint, child_environment, write_passfile)
+from ansible_collections.codacy.selfhosted.plugins.module_utils.version import COLLECTION_VERSION
+
+
+class Failure(Exception):
+    """Ends the run with a failed task: the phase and one message for the user."""
+
+    def __init__(self, phase, message, action=None):
+        super(Failure, self).__init__(message)
+        self.phase = phase
+        self.action = action
+
+
+def validate(params, probe_write=True):
+    """Problems with the options, as sentences naming the option, the value and what to do.
+
+    With probe_write, work_dir is proven writable by making and removing a directory in it
+    (permission bits do not tell for root, read-only mounts or immutable directories)."""
+    problems = []
+    for option in ("database", "target_database"):
+        value = params[option]
+        if value is not None and (value == "" or "\x00" in value):
+            problems.append("%s must be a non-empty database name without NUL characters (got %r)" % (option, value))
+    for side in ("source", "target"):
+        endpoint = params[side]
+        if not 1 <= endpoint["port"] <= 65535:
+            problems.append("%s.port must be between 1 and 65535 (got %d)" % (side, endpoint["port"]))
+        for key in ("host", "user"):
+            if not endpoint[key] or "\x00" in endpoint[key]:
+                problems.append("%s.%s must not be empty (got %r)" % (side, key, endpoint[key]))
+        if endpoint["sslrootcert"] and not os.path.isfile(endpoint["sslrootcert"]):
+            problems.append("%s.sslrootcert %s is not a readable file: give the path of the CA bundle"
+                            % (side, endpoint["sslrootcert"]))
+        if endpoint["password"] is not None and "\x00" in endpoint["password"]:
+            problems.append("%s.password must not contain NUL characters" % side)
+    if params["jobs"] < 1 or params["jobs"] > 64:
+        problems.append("jobs must be between 1 and 64 (got %d): use about the number of CPU cores of the "
+                        "servers, e.g. 2 or 4" % params["jobs"])
+    for option in ("connect_timeout", "timeout"):
+        if params[option] < 0:
+            problems.append("%s must be 0 or more seconds (got %d)" % (option, params[option]))
+    queue = params.get("queue")
+    if queue and (queue["slots"] < 1 or queue["position"] < 0):
+        problems.append("queue.slots must be at least 1 and queue.position 0 or more (got %d and %d)"
+                        % (queue["slots"], queue["position"]))
+    for schema in params["schemas"]:
+        if not schema or "\x00" in schema:
+            problems.append("schemas must hold non-empty schema names (got %r)" % (schema,))
+    work_dir = params["work_dir"]
+    if not os.path.isdir(work_dir):
+        problems.append("work_dir %s %s: create it, or choose a directory with room for the dump"
+                        % (work_dir, "is not a directory" if os.path.exists(work_dir) else "does not exist"))
+    elif not writable(work_dir, probe_write):
+        problems.append("work_dir %s is not writable by this user: choose a writable directory" % work_dir)
+    return problems
+
+
+def writable(directory, probe):
+    if not probe:
+        return os.access(directory, os.W_OK | os.X_OK)
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".codacy_db_migrate-probe-", dir=directory))
+        return True
+    except OSError:
+        return False
+
+
+def same_database(source_info, target_info, source, target, database, target_database):
+    """True when source and target are the same database (same server by system identifier,
+    or by address when an identifier cannot be read) — migrating onto itself would destroy it."""
+    if database != target_database:
+        return False
+    sid, tid = source_info["system_identifier"], target_info["system_identifier"]
+    if sid and tid:
+        return sid == tid
+    return (source.host.lower(), source.port) == (target.host.lower(), target.port)
+
+
+def decide(content, record, source_fp, source_identity, target_fp, other_sessions, force):
+    """The outcome table: return (action, reasons), action being `refused` when nothing may be written.
+
+    content: what the target holds outside the marker schema; record: the marker's last run or None;
+    source_fp/target_fp: fingerprints read now; other_sessions: sessions on the source database."""
+    if record is None:
+        if not content:
+            return "migrated", ["the target database is empty"]
+        described = catalog.describe_content(content)
+        if force:
+            return "migrated", ["force: replacing content this module did not put there: %s" % described]
+        return "refused", ["the target database holds data this module did not put there (%s); nothing was "
+                           "written. Point target_database at an empty database, or set force: true to "
+                           "replace that content" % described]
+    if record["state"] != marker.COMPLETE:
+        return "resumed", ["the copy started at %s did not finish" % record["started_at"]]
+    reasons = []
+    if record["source"] != source_identity:
+        if not force:
+            return "refused", ["the target database holds a copy of another source (%s) made at %s; nothing "
+                               "was written. Set force: true to replace it"
+                               % (describe_source(record["source"]), record["finished_at"])]
+        reasons.append("force: replacing a copy of another source")
+    target_changes = fingerprint.differences(record["target_fingerprint"], target_fp)
+    if target_changes:
+        if not force:
+            return "refused", ["the target database changed since this module copied it at %s (%s): the "
+                               "application may already be using it. Nothing was written. Set force: true "
+                               "to replace it with a new copy of the source"
+                               % (record["finished_at"], "; ".join(target_changes))]
+        reasons.append("force: replacing a copy that changed on the target (%s)" % "; ".join(target_changes))
+    reasons.extend("source: %s" % change for change in fingerprint.differences(record["source_fingerprint"], source_fp))
+    if other_sessions:
+        reasons.append("%d other sessions are connected to the source database (%s), so it cannot be proven "
+                       "unchanged: stop the application for the final copy"
+                       % (len(other_sessions), "; ".join(other_sessions[:3])))
+    return ("refreshed", reasons) if reasons else ("unchanged", ["the source is unchanged since the copy of %s"
+                                                                 % record["finished_at"]])
+
+
+def describe_source(identity):
+    return "%s:%s/%s" % (identity.get("host"), identity.get("port"), identity.get("database"))
+
+
+def creates_existing_schema(toc_line, existing):
+    """True for a `pg_restore --list` line such as `5; 2615 2200 SCHEMA - public postgres`
+    whose schema is in `existing`."""
+    match = re.match(r"^\d+; \d+ \d+ SCHEMA - (.*)$", toc_line)
+    return bool(match) and any(match.group(1).startswith(name + " ") for name in existing)
+
+
+def dir_size(path):
+    total = 0
+    for root, _, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.path.getsize(os.path.join(root, name))
+            except OSError:
+                pass
+    return total
+
+
+def pattern(name):
+    """An exact-name pattern for pg_dump --schema (its patterns fold case and treat * ? as wildcards)."""
+    return '"%s"' % name.replace('"', '""')
+
+
+class Migration:
+    """One run of the module: inspect, decide, and (unless check mode) copy, verify and record."""
+
+    def __init__(self, params, check_mode=False, diff=False):
+        self.params = params
+        self.check_mode = check_mode
+        self.diff = diff
+        self.database = self.params["database"]
+        self.target_database = self.params["target_database"] or self.database
+        timeout = self.params["connect_timeout"]
+        self.source = Endpoint("source", self.params["source"], timeout)
+        self.target = Endpoint("target", self.params["target"], timeout)
+        self.schemas = self.params["schemas"]
+        self.phases = {}
+        self.commands = []
+        self.result = dict(changed=False, action=None, database=self.database,
+                           target_database=self.target_database, reasons=[], phases=self.phases,
+                           dump_bytes=0, tables=[], verified={"mode": self.params["verify"], "tables": 0,
+                                                              "rows": 0, "equal": None},
+                           commands=self.commands)
+        self.conns = []
+        self.warnings = []
+        self.phase = "validate"
+        self.private_dir = None
+        self.queue = None
+        # Check mode writes nothing anywhere, not even progress.
+        self.progress = progress.Progress(None if check_mode else self.params.get("progress_file"), self.database)
+
+    # -- helpers ---------------------------------------------------------------------------------
+    def timed(self, phase, func, *args):
+        self.phase = phase
+        started = time.time()
+        try:
+            return func(*args)
+        finally:
+            self.phases[phase] = round(self.phases.get(phase, 0) + time.time() - started, 3)
+
+    def connect(self, endpoint, dbname, read_only=False):
+        conn = endpoint.connect(dbname, read_only=read_only)
+        self.conns.append(conn)
+        return conn
+
+    def close(self):
+        for conn in self.conns:
+            try:
+                conn.close()
+            except Exception:  # pylint: disable=broad-except
+                pass
+
+    # -- inspection (reads only) ----------------------------------------------------------------
+    def connect_both(self):
+        try:
+            self.src = self.connect(self.source, self.database, read_only=True)
+        except ConnectionProblem as exc:
+            message = str(exc)
+            if "does not exist" in message:
+                message += ": check `database`%s" % self.list_source_databases()
+            raise Failure("connect", message) from None
+        self.source_info = catalog.server_info(self.src)
+        self.source_db = catalog.database_info(self.src)
+        try:
+            self.tgt = self.connect(self.target, self.target_database)
+        except ConnectionProblem as exc:
+            message = str(exc)
+            if "does not exist" in message:
+                message += (": create it first (CREATE DATABASE %s TEMPLATE template0 ENCODING '%s' LC_COLLATE '%s' "
+                            "LC_CTYPE '%s') or use the role codacy.selfhosted.db_migration, which creates it"
+                            % (pattern(self.target_database), self.source_db["encoding"],
+                               self.source_db["lc_collate"], self.source_db["lc_ctype"]))
+            raise Failure("connect", message) from None
+        self.target_info = catalog.server_info(self.tgt)
+        self.result["source_size"] = self.source_db["size"]
+
+    def list_source_databases(self):
+        for maintenance_db in ("postgres", "template1"):
+            try:
+                conn = self.source.connect(maintenance_db, read_only=True)
+            except ConnectionProblem:
+                continue
+            try:
+                names = [r[0] for r in catalog.fetchall(
+                    conn, "SELECT datname FROM pg_database WHERE NOT datistemplate ORDER BY 1")]
+            finally:
+                conn.close()
+            return " (databases on the source: %s)" % ", ".join(names)
+        return ""
+
+    def inspect(self):
+        """Every check that can refuse the run, before anything is written."""
+        self.clients = pgtools.find_clients(self.params["bin_dir"])
+        self.result["versions"] = {"client": self.clients["version"], "source_server": self.source_info["version"],
+                                   "target_server": self.target_info["version"]}
+        pgtools.check_client_version(self.clients, self.source_info["major"], self.source_info["version"])
+        if same_database(self.source_info, self.target_info, self.source, self.target,
+                         self.database, self.target_database):
+            raise Failure("inspect", "source and target are the same database (%s on %s, system identifier %s): "
+                          "migrating a database onto itself would destroy it; check target.host and target_database"
+                          % (self.database, self.target.address, self.source_info["system_identifier"] or "n/a"))
+        if self.target_info["major"] < self.source_info["major"]:
+            raise Failure("inspect", "the target server (PostgreSQL %s) is older than the source (PostgreSQL %s): "
+                          "a dump cannot be restored into an older major version; use a target of PostgreSQL %d "
+                          "or newer" % (self.target_info["version"], self.source_info["version"],
+                                        self.source_info["major"]))
+        target_db = catalog.database_info(self.tgt)
+        mismatched = [key for key in ("encoding", "lc_collate", "lc_ctype") if self.source_db[key] != target_db[key]]
+        if mismatched:
+            raise Failure("inspect", "target database %s has %s, the source has %s: text order and comparison would "
+                          "silently change. Recreate it: DROP DATABASE %s; CREATE DATABASE %s TEMPLATE template0 "
+                          "ENCODING '%s' LC_COLLATE '%s' LC_CTYPE '%s' (or let the role db_migration create it)"
+                          % (self.target_database,
+                             ", ".join("%s %s" % (k.upper(), target_db[k]) for k in mismatched),
+                             ", ".join("%s %s" % (k.upper(), self.source_db[k]) for k in mismatched),
+                             pattern(self.target_database), pattern(self.target_database),
+                             self.source_db["encoding"], self.source_db["lc_collate"], self.source_db["lc_ctype"]))
+        if self.schemas:
+            losses = catalog.schema_restriction_losses(self.src, self.tgt, self.schemas)
+            if losses:
+                raise Failure("inspect", "schemas %s would not carry everything: %s. Use schemas: [] to migrate the "
+                              "whole database" % (", ".join(self.schemas), "; ".join(losses)))
+        self.properties = dbprops.read(self.src)
+        missing = set(catalog.missing_roles(self.src, self.tgt, marker.SCHEMA))
+        missing.update(r for r in dbprops.roles_used(self.properties)
+                       if r not in set(x[0] for x in catalog.fetchall(self.tgt, "SELECT rolname FROM pg_roles")))
+        if missing:
+            raise Failure("inspect", "roles %s own or are granted objects in %s but do not exist on the target "
+                          "server %s: create them there first (CREATE ROLE ... ; passwords are not copied)"
+                          % (", ".join(sorted(missing)), self.database, self.target.address))
+
+        self.source_identity = {"system_identifier": self.source_info["system_identifier"],
+                                "host": self.source.host, "port": self.source.port, "database": self.database}
+        self.other_sessions = catalog.other_sessions(self.src)
+        # The fingerprint is read before the dump's snapshot is taken: a change committed after
+        # this point is either in the dump or makes the next run's fingerprint differ.
+        self.source_fp = fingerprint.read(self.src, marker.SCHEMA)
+        self.result["source_fingerprint"] = fingerprint.digest(self.source_fp)
+        self.record = marker.read_latest(self.tgt)
+        self.content = catalog.content(self.tgt, marker.SCHEMA)
+        target_fp = fingerprint.read(self.tgt, marker.SCHEMA, include_server=False) if self.record else None
+        return decide(self.content, self.record, self.source_fp, self.source_identity, target_fp,
+                      self.other_sessions, self.params["force"])
+
+    # -- the copy (writes to the target only) -------------------------------------------------
+    def run_client(self, phase, argv, env, guard, done_pattern=None, total=None):
+        """Run pg_dump/pg_restore/vacuumdb for `phase`, reporting progress from its verbose log."""
+        self.commands.append(" ".join(shlex.quote(a) for a in argv))
+        log_path = os.path.join(self.private_dir, "%s.log" % phase)
+        self.progress.update(phase=phase, total=total, done=0 if total else None)
+
+        def on_poll():
+            fields = {"done": progress.count_lines(log_path, done_pattern)} if done_pattern else {}
+            if phase == "dump":
+                fields["bytes"] = dir_size(os.path.join(self.private_dir, "dump"))
+            self.progress.update(**fields)
+
+        returncode, _ = self.timed(phase, pgtools.run, argv, env, log_path, guard, self.params["timeout"] or None,
+                                   on_poll)
+        if returncode != 0:
+            errors = pgtools.first_errors(log_path)
+            server = self.source.address if phase == "dump" else self.target.address
+            raise Failure(phase, "%s of %s failed on %s (exit %d): %s"
+                          % (os.path.basename(argv[0]), self.database if phase == "dump" else self.target_database,
+                             server, returncode, " | ".join(errors) or "no error output"))
+
+    def copy(self, action, guard):
+        jobs = self.params["jobs"]
+        env = child_environment(write_passfile(self.private_dir, [self.source, self.target]))
+        dump_dir = os.path.join(self.private_dir, "dump")
+
+        # The snapshot pg_dump reads, held open so that verification reads the same data.
+        snap = self.source.connect(self.database, read_only=True, autocommit=False)
+        self.conns.append(snap)
+        with snap.cursor() as cur:
+            cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            cur.execute("SELECT pg_export_snapshot()")
+            snapshot_id = cur.fetchone()[0]
+
+        argv = [self.clients["pg_dump"], "--format=directory", "--jobs=%d" % jobs, "--compress=0", "--no-sync",
+                "--no-password", "--verbose", "--snapshot=%s" % snapshot_id, "--file=%s" % dump_dir,
+                "--exclude-schema=%s" % pattern(marker.SCHEMA)]
+        argv += ["--schema=%s" % pattern(s) for s in self.schemas]
+        argv.append("--dbname=%s" % self.source.conninfo(self.database, read_only=True))
+        tables = len(catalog.fetchall(snap, verify.TABLES_SQL, {"skip": marker.SCHEMA,
+                                                                "schemas": self.schemas or None}))
+        self.run_client("dump", argv, env, guard, r"dumping contents of table", tables)
+        self.result["dump_bytes"] = dir_size(dump_dir)
+
+        run_id = self.timed("record", marker.start, self.tgt, action, self.source_identity, self.source_fp,
+                            COLLECTION_VERSION)
+        if self.record is not None or self.content:
+            self.timed("restore", catalog.clear, self.tgt, marker.SCHEMA)
+        toc_list, table_data = self.restore_list(dump_dir)
+        argv = [self.clients["pg_restore"], "--format=directory", "--jobs=%d" % jobs, "--exit-on-error",
+                "--no-tablespaces", "--no-password", "--verbose",
+                "--dbname=%s" % self.target.conninfo(self.target_database), "--use-list=%s" % toc_list, dump_dir]
+        self.run_client("restore", argv, env, guard, r"processing data for table", table_data)
+        self.progress.update(phase="properties")
+        self.timed("properties", dbprops.apply, self.tgt, self.target_database, self.properties)
+        self.progress.update(phase="verify")
+        self.timed("verify", self.verify, snapshot_id)
+        if self.params["analyze"]:
+            argv = [self.clients["vacuumdb"], "--analyze-only", "--jobs=%d" % jobs, "--no-password",
+                    "--dbname=%s" % self.target.conninfo(self.target_database)]
+            self.run_client("analyze", argv, env, guard)
+        snap.rollback()
+        self.progress.update(phase="record")
+        self.timed("record", self.finish, run_id)
+
+    def restore_list(self, dump_dir):
+        """The dump's table of contents without CREATE SCHEMA for schemas the target already has,
+        and how many tables' data it restores.
+
+        With --schema, pg_dump emits CREATE SCHEMA even for `public`, which every database
+        already has; restoring it would fail. Their owner, grants and comment still apply."""
+        toc = subprocess.run([self.clients["pg_restore"], "--list", dump_dir], capture_output=True, text=True,
+                             check=True).stdout
+        existing = set(r[0] for r in catalog.fetchall(self.tgt, "SELECT nspname FROM pg_namespace"))
+        kept = [line for line in toc.splitlines() if not creates_existing_schema(line, existing)]
+        path = os.path.join(self.private_dir, "restore.list")
+        with open(path, "w") as handle:
+            handle.write("\n".join(kept) + "\n")
+        return path, sum(1 for line in kept if " TABLE DATA " in line)
+
+    def verify(self, snapshot_id):
+        jobs = self.params["jobs"]
+        source = verify.Side(lambda: self.source.connect(self.database, read_only=True), snapshot_id)
+        target = verify.Side(lambda: self.target.connect(self.target_database))
+        try:
+            tables, problems = verify.compare(source, target, self.params["verify"], jobs, marker.SCHEMA,
+                                              self.schemas)
+        finally:
+            source.close()
+            target.close()
+        moved = verify.sequence_differences(self.src, self.tgt, marker.SCHEMA, self.schemas)
+        if self.other_sessions:
+            # The application is running: its sequences may move after the dump. The next run copies again.
+            self.warnings.extend(moved)
+        else:
+            problems += moved
+        self.result["tables"] = tables
+        self.result["verified"].update(tables=len(tables), rows=sum(t["target_rows"] for t in tables),
+                                       equal=not problems)
+        if problems:
+            raise Failure("verify", "the copy of %s in %s on %s differs from the source: %s. It stays marked "
+                          "unfinished; the next run copies it again"
+                          % (self.database, self.target_database, self.target.address, "; ".join(problems[:10])))
+
+    def finish(self, run_id):
+        # Statistics of the restore's sessions are flushed when they end: wait for them before
+        # reading the fingerprint that a later run compares the target with.
+        deadline = time.time() + 30
+        while time.time() < deadline and catalog.fetchall(
+                self.tgt, "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                          " AND pid <> pg_backend_pid() AND application_name = 'codacy_db_migrate'")[0][0]:
+            time.sleep(0.2)
+        target_fp = fingerprint.read(self.tgt, marker.SCHEMA, include_server=False)
+        marker.complete(self.tgt, run_id, target_fp, {"phases": self.phases, "dump_bytes": self.result["dump_bytes"],
+                                                      "verified": self.result["verified"]})
+
+    # -- the run ---------------------------------------------------------------------------------
+    def run(self):
+        started = time.time()
+        try:
+            self.timed("connect", self.connect_both)
+            # One run at a time per target database; the lock is held until our connection closes.
+            if not self.check_mode and not marker.try_lock(self.tgt):
+                raise Failure("inspect", "another run is migrating into %s on %s right now: nothing was written; "
+                              "wait for it to finish" % (self.target_database, self.target.address), "refused")
+            action, reasons = self.timed("inspect", self.inspect)
+            self.result.update(action=action, reasons=reasons)
+            if self.diff:
+                before = {"state": self.record["state"], "copy_of": fingerprint.digest(self.record["source_fingerprint"])} \
+                    if self.record else {"state": "absent"}
+                after = before if action in ("refused", "unchanged") else \
+                    {"state": marker.COMPLETE, "copy_of": self.result["source_fingerprint"]}
+                self.result["diff"] = {"before": before, "after": after}
+            if action == "refused":
+                raise Failure("inspect", reasons[0], action)
+            self.result["changed"] = action != "unchanged"
+            if action == "unchanged" or self.check_mode:
+                return self.result
+            with pgtools.SignalGuard() as guard:
+                self.wait_for_slot(guard)
+                self.private_dir = tempfile.mkdtemp(prefix="codacy_db_migrate-", dir=self.params["work_dir"])
+                try:
+                    self.copy(action, guard)
+                finally:
+                    self.remove_private_dir()
+            return self.result
+        finally:
+            self.phases["total"] = round(time.time() - started, 3)
+            if self.queue is not None:
+                self.queue.release()
+            self.progress.update(phase="finished", finished=True, action=self.result["action"])
+            self.close()
+
+    def wait_for_slot(self, guard):
+        """With the role's queue, wait until this migration may run (N at a time, largest first)."""
+        queue = self.params.get("queue")
+        if not queue:
+            return
+        self.queue = progress.Queue(queue["dir"], queue["slots"], queue["position"])
+        self.progress.update(phase="queued")
+
+        def on_wait():
+            if guard.parent_gone():
+                raise pgtools.Interrupted(signal.SIGHUP)
+        self.timed("queued", self.queue.acquire, on_wait)
+
+    def remove_private_dir(self):
+        """The dump and the passfile go, whatever happened; with keep_dump only the dump stays."""
+        if self.params["keep_dump"]:
+            self.result["dump_dir"] = os.path.join(self.private_dir, "dump")
+            for name in os.listdir(self.private_dir):
+                if name != "dump":
+                    os.unlink(os.path.join(self.private_dir, name))
+        else:
+            shutil.rmtree(self.private_dir, ignore_errors=True)

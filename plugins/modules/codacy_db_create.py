@@ -1,0 +1,147 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: Contributors to the codacy.selfhosted collection
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+module: codacy_db_create
+short_description: Create an empty target database for a Codacy database migration
+version_added: 0.1.0
+description:
+  - Creates the database O(name) on the target server from C(template0) with the given encoding,
+    C(LC_COLLATE) and C(LC_CTYPE) (those of the source database, so that text sorts and compares
+    the same), owned by O(owner).
+  - A database that already exists is left alone, whatever it holds; M(codacy.selfhosted.codacy_db_migrate)
+    decides whether it may be written to.
+author:
+  - Codacy Self-hosted platform engineering
+extends_documentation_fragment:
+  - codacy.selfhosted.endpoints.target
+options:
+  name:
+    description: Name of the database to create.
+    type: str
+    required: true
+  encoding:
+    description: Encoding of the new database.
+    type: str
+    required: true
+  lc_collate:
+    description: C(LC_COLLATE) of the new database.
+    type: str
+    required: true
+  lc_ctype:
+    description: C(LC_CTYPE) of the new database.
+    type: str
+    required: true
+  owner:
+    description:
+      - Owner of the new database. When the connecting user may not act as this role, the database is
+        owned by the connecting user and a warning says how to keep the owner.
+      - Defaults to the connecting user.
+    type: str
+  maintenance_database:
+    description: Database to connect to for C(CREATE DATABASE).
+    type: str
+    default: postgres
+  connect_timeout:
+    description: Seconds to wait for the connection.
+    type: int
+    default: 10
+attributes:
+  check_mode:
+    support: full
+    description: Reports whether the database would be created; creates nothing.
+  diff_mode:
+    support: none
+  idempotent:
+    support: full
+    description: An existing database is never changed.
+"""
+
+EXAMPLES = r"""
+- name: Create the target database like the source one
+  codacy.selfhosted.codacy_db_create:
+    target: "{{ codacy_target }}"
+    name: analysis
+    encoding: UTF8
+    lc_collate: en_US.UTF-8
+    lc_ctype: en_US.UTF-8
+    owner: codacy
+"""
+
+RETURN = r"""
+owner:
+  description: Owner of the database (the one created, or the existing one).
+  returned: always
+  type: str
+  sample: codacy
+"""
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+from ansible_collections.codacy.selfhosted.plugins.module_utils import catalog
+from ansible_collections.codacy.selfhosted.plugins.module_utils.connection import (
+    HAS_PSYCOPG2, PSYCOPG2_IMPORT_ERROR, ConnectionProblem, Endpoint, endpoint_argument_spec)
+
+try:
+    from psycopg2 import sql
+except ImportError:  # pragma: no cover - reported through HAS_PSYCOPG2
+    pass
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            target=endpoint_argument_spec(),
+            name=dict(type="str", required=True),
+            encoding=dict(type="str", required=True),
+            lc_collate=dict(type="str", required=True),
+            lc_ctype=dict(type="str", required=True),
+            owner=dict(type="str"),
+            maintenance_database=dict(type="str", default="postgres"),
+            connect_timeout=dict(type="int", default=10),
+        ),
+        supports_check_mode=True,
+    )
+    if not HAS_PSYCOPG2:
+        module.fail_json(msg=missing_required_lib("psycopg2"), exception=PSYCOPG2_IMPORT_ERROR)
+    params = module.params
+    target = Endpoint("target", params["target"], params["connect_timeout"])
+    try:
+        conn = target.connect(params["maintenance_database"])
+    except ConnectionProblem as exc:
+        module.fail_json(msg=str(exc))
+    try:
+        existing = catalog.fetchall(conn, "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = %s",
+                                    (params["name"],))
+        if existing:
+            module.exit_json(changed=False, owner=existing[0][0])
+        owner = params["owner"] or target.user
+        can_own = catalog.fetchall(conn, "SELECT CASE WHEN EXISTS (SELECT 1 FROM pg_roles WHERE rolname = %s)"
+                                         " THEN pg_has_role(current_user, %s, 'MEMBER') ELSE false END",
+                                   (owner, owner))[0][0]
+        if not can_own:
+            module.warn("%s cannot act as role %s, so database %s is owned by %s: GRANT %s TO %s and "
+                        "ALTER DATABASE ... OWNER TO %s to keep the source's owner"
+                        % (target.user, owner, params["name"], target.user, owner, target.user, owner))
+            owner = target.user
+        if not module.check_mode:
+            with conn.cursor() as cur:
+                cur.execute(sql.SQL("CREATE DATABASE {} OWNER {} TEMPLATE template0 ENCODING {} LC_COLLATE {} "
+                                    "LC_CTYPE {}").format(
+                    sql.Identifier(params["name"]), sql.Identifier(owner), sql.Literal(params["encoding"]),
+                    sql.Literal(params["lc_collate"]), sql.Literal(params["lc_ctype"])))
+    except Exception as exc:  # pylint: disable=broad-except
+        module.fail_json(msg="could not create database %s on %s: %s" % (params["name"], target.address, exc))
+    finally:
+        conn.close()
+    module.exit_json(changed=True, owner=owner)
+
+
+if __name__ == "__main__":
+    main()

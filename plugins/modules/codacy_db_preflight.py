@@ -1,0 +1,438 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: Contributors to the codacy.selfhosted collection
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+module: codacy_db_preflight
+short_description: Check that a set of Codacy databases can be migrated, before anything is written
+version_added: 0.1.0
+description:
+  - Runs every check that the role M(codacy.selfhosted.db_migration) makes before it writes anything, and
+    reports all problems together, each with what to do. It only reads.
+  - Both servers are reachable and the credentials valid; each user is C(SUPERUSER) or a member of one
+    of O(admin_roles) (managed services have no C(SUPERUSER)), and the target user may create databases
+    when some are missing; C(pg_dump) and C(pg_restore) are at least the source server's major version;
+    every listed database exists on the source (databases that are not listed are named in a warning);
+    the extensions installed in them are available on the target server; O(work_dir) has room for the
+    dumps of the O(concurrency) largest databases; no other session is connected to a source database
+    (unless O(allow_active_sessions=true)); both servers accept the connections the migration will open.
+  - For every target database that exists, decides with the code of M(codacy.selfhosted.codacy_db_migrate)
+    (in check mode, writing nothing) what a migration would do, and counts its refusals as problems
+    (data this collection did not put there, a copy changed on the target, encoding or collation,
+    missing roles, a schema restriction that would lose objects, the source itself).
+  - Returns the plan the role follows, largest database first, with each database's planned action and
+    what is needed to create missing target databases (encoding, C(LC_COLLATE), C(LC_CTYPE), owner).
+author:
+  - Codacy Self-hosted platform engineering
+extends_documentation_fragment:
+  - codacy.selfhosted.endpoints
+options:
+  databases:
+    description:
+      - The databases to migrate. An item is a name, or a dict with C(name) (on the source) and
+        C(target_name) (on the target, default the same).
+    type: list
+    elements: raw
+    required: true
+  admin_roles:
+    description:
+      - Roles whose members count as administrators where the user is not C(SUPERUSER).
+    type: list
+    elements: str
+    default: [rds_superuser, cloudsqlsuperuser, azure_pg_admin]
+  allow_active_sessions:
+    description:
+      - Do not treat other sessions connected to the source databases as a problem (they are still
+        listed in a warning). The application should be stopped for the final copy.
+    type: bool
+    default: false
+  work_dir:
+    description: Directory where the dumps will be written.
+    type: path
+    default: /var/tmp
+  concurrency:
+    description: How many databases will be migrated at the same time.
+    type: int
+    default: 2
+  jobs:
+    description: Parallel workers per database (connections the migration opens on each server).
+    type: int
+    default: 2
+  bin_dir:
+    description: Directory with C(pg_dump) and C(pg_restore) (see M(codacy.selfhosted.codacy_db_migrate)).
+    type: path
+  schemas:
+    description: The schemas that will be migrated (see M(codacy.selfhosted.codacy_db_migrate)).
+    type: list
+    elements: str
+    default: []
+  force:
+    description:
+      - Whether target databases holding data this collection did not put there will be replaced
+        (see M(codacy.selfhosted.codacy_db_migrate)); without it they are problems.
+    type: bool
+    default: false
+  maintenance_database:
+    description: Database to connect to on each server for server-wide checks.
+    type: str
+    default: postgres
+  connect_timeout:
+    description: Seconds to wait for each connection.
+    type: int
+    default: 10
+  fail_on_problems:
+    description:
+      - Fail when a problem is found. With V(false) the problems are only returned in RV(problems),
+        so that a caller can add its own and report them all at once (the role does).
+    type: bool
+    default: true
+attributes:
+  check_mode:
+    support: full
+    description: The module only reads; it runs the same in check mode.
+  diff_mode:
+    support: none
+  idempotent:
+    support: full
+    description: It only reads.
+"""
+
+EXAMPLES = r"""
+- name: Can these databases be migrated?
+  codacy.selfhosted.codacy_db_preflight:
+    source: "{{ codacy_source }}"
+    target: "{{ codacy_target }}"
+    databases: [accounts, analysis, {name: results, target_name: codacy_results}]
+    work_dir: /data/migration
+  register: plan
+"""
+
+RETURN = r"""
+problems:
+  description: Every problem found, one sentence each with what to do. Empty when the migration can go ahead.
+  returned: always
+  type: list
+  elements: str
+  sample: ["target user codacy@rds:5432 is neither SUPERUSER nor a member of rds_superuser, ..."]
+databases:
+  description: The plan, largest source database first (those missing on the source are left out).
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - {name: results, target_name: results, size: 1073741824, estimated_dump_bytes: 734003200, encoding: UTF8,
+       lc_collate: en_US.UTF-8, lc_ctype: en_US.UTF-8, owner: codacy, target_exists: false, target_owner: codacy,
+       extensions: [pg_trgm], position: 0, action: migrated, reasons: [the target database will be created]}
+unlisted:
+  description: Databases on the source that are not listed (other than templates and maintenance databases).
+  returned: always
+  type: list
+  elements: str
+  sample: [listener, crow]
+versions:
+  description: Versions of the client programs and of both servers.
+  returned: when connected
+  type: dict
+  sample: {client: "17.2", source_server: "13.16", target_server: "17.2"}
+privileges:
+  description: How each user qualifies as administrator (C(superuser), C(member of rds_superuser), or C(none)).
+  returned: when connected
+  type: dict
+  sample: {source: superuser, target: member of rds_superuser}
+"""
+
+import os
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+from ansible_collections.codacy.selfhosted.plugins.module_utils import catalog, pgtools
+from ansible_collections.codacy.selfhosted.plugins.module_utils.connection import (
+    HAS_PSYCOPG2, PSYCOPG2_IMPORT_ERROR, ConnectionProblem, Endpoint, endpoint_argument_spec)
+from ansible_collections.codacy.selfhosted.plugins.module_utils.migration import Failure, Migration
+
+# Databases that managed services and PostgreSQL keep for themselves: never migrated, never warned about.
+SYSTEM_DATABASES = ("postgres", "template0", "template1", "rdsadmin", "azure_maintenance", "azure_sys",
+                    "cloudsqladmin")
+
+
+ARGUMENT_SPEC = dict(
+    source=endpoint_argument_spec(),
+    target=endpoint_argument_spec(),
+    databases=dict(type="list", elements="raw", required=True),
+    admin_roles=dict(type="list", elements="str", default=["rds_superuser", "cloudsqlsuperuser", "azure_pg_admin"]),
+    allow_active_sessions=dict(type="bool", default=False),
+    work_dir=dict(type="path", default="/var/tmp"),
+    concurrency=dict(type="int", default=2),
+    jobs=dict(type="int", default=2),
+    bin_dir=dict(type="path"),
+    schemas=dict(type="list", elements="str", default=[]),
+    force=dict(type="bool", default=False),
+    maintenance_database=dict(type="str", default="postgres"),
+    connect_timeout=dict(type="int", default=10),
+    fail_on_problems=dict(type="bool", default=True),
+)
+
+PRIVILEGES_SQL = """
+SELECT r.rolsuper, r.rolcreatedb,
+       ARRAY(SELECT a.rolname::text FROM pg_roles a
+              WHERE a.rolname = ANY(%s) AND pg_has_role(current_user, a.oid, 'MEMBER') ORDER BY 1)
+  FROM pg_roles r WHERE r.rolname = current_user
+"""
+
+SOURCE_DATABASES_SQL = """
+SELECT d.datname, pg_database_size(d.oid), pg_encoding_to_char(d.encoding), d.datcollate, d.datctype,
+       pg_get_userbyid(d.datdba)
+  FROM pg_database d WHERE NOT d.datistemplate AND d.datallowconn
+"""
+
+# The uncompressed dump is about the size of the tables' data (heap and TOAST), without indexes.
+DUMP_ESTIMATE_SQL = """
+SELECT coalesce(sum(pg_table_size(c.oid)), 0) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE c.relkind IN ('r', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+   AND n.nspname NOT LIKE 'pg\\_toast%%'
+"""
+
+CONNECTION_ROOM_SQL = """
+SELECT current_setting('max_connections')::int - current_setting('superuser_reserved_connections')::int
+       - (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')
+"""
+
+
+def normalize_databases(items):
+    """[{'name', 'target_name'}] from names or dicts; raises ValueError naming a bad item."""
+    plan, seen_targets = [], {}
+    for given in items:
+        item = {"name": given} if isinstance(given, str) else given
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str) or not item["name"].strip():
+            raise ValueError("databases: %r is neither a name nor a dict with a name: give e.g. `analysis` or "
+                             "`{name: analysis, target_name: codacy_analysis}`" % (item,))
+        unknown = set(item) - {"name", "target_name"}
+        if unknown:
+            raise ValueError("databases: %r has unknown keys %s (allowed: name, target_name)"
+                             % (item, ", ".join(sorted(unknown))))
+        target_name = item.get("target_name") or item["name"]
+        if "\x00" in item["name"] + target_name:
+            raise ValueError("databases: %r contains a NUL character" % (item,))
+        if any(entry["name"] == item["name"] for entry in plan):
+            raise ValueError("databases: %s is listed twice" % item["name"])
+        if target_name in seen_targets:
+            raise ValueError("databases: %s and %s would both be migrated into target database %s"
+                             % (seen_targets[target_name], item["name"], target_name))
+        seen_targets[target_name] = item["name"]
+        plan.append({"name": item["name"], "target_name": target_name})
+    if not plan:
+        raise ValueError("databases is empty: list the databases to migrate (e.g. the six Codacy databases)")
+    return plan
+
+
+def admin_status(conn, endpoint, admin_roles, needs_createdb=False):
+    """(description, problem or None) of how the user qualifies as administrator."""
+    superuser, createdb, memberships = catalog.fetchall(conn, PRIVILEGES_SQL, (list(admin_roles),))[0]
+    if superuser:
+        return "superuser", None
+    if not memberships:
+        return "none", ("%s user %s is neither SUPERUSER nor a member of %s: connect as the server's admin user, "
+                        "or grant one of these roles to %s" % (endpoint.role, endpoint.who,
+                                                               " or ".join(admin_roles) or "an admin role",
+                                                               endpoint.user))
+    if needs_createdb and not createdb:
+        return "member of %s" % memberships[0], (
+            "%s user %s may not create databases (no CREATEDB) and some target databases are missing: "
+            "ALTER ROLE %s CREATEDB, or create them first" % (endpoint.role, endpoint.who, endpoint.user))
+    return "member of %s" % ", ".join(memberships), None
+
+
+def human(size):
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if abs(size) < 1024 or unit == "TB":
+            return "%.1f %s" % (size, unit) if unit != "B" else "%d B" % size
+        size /= 1024.0
+    return str(size)
+
+
+class Preflight:
+    def __init__(self, module):
+        self.module = module
+        self.params = module.params
+        timeout = self.params["connect_timeout"]
+        self.source = Endpoint("source", self.params["source"], timeout)
+        self.target = Endpoint("target", self.params["target"], timeout)
+        self.problems, self.warnings = [], []
+        self.result = {"changed": False, "problems": self.problems, "databases": [], "unlisted": []}
+
+    def connect(self, endpoint, dbname):
+        try:
+            return endpoint.connect(dbname, read_only=endpoint.role == "source")
+        except ConnectionProblem as exc:
+            self.problems.append(str(exc))
+            return None
+
+    def run(self):
+        try:
+            plan = normalize_databases(self.params["databases"])
+        except ValueError as exc:
+            self.problems.append(str(exc))
+            return self.result
+        maintenance = self.params["maintenance_database"]
+        src = self.connect(self.source, maintenance)
+        tgt = self.connect(self.target, maintenance)
+        if src is None or tgt is None:
+            return self.result
+        try:
+            self.check(src, tgt, plan)
+        finally:
+            src.close()
+            tgt.close()
+        return self.result
+
+    def check(self, src, tgt, plan):
+        source_info, target_info = catalog.server_info(src), catalog.server_info(tgt)
+        source_dbs = dict((row[0], row[1:]) for row in catalog.fetchall(src, SOURCE_DATABASES_SQL))
+        target_dbs = set(r[0] for r in catalog.fetchall(tgt, "SELECT datname FROM pg_database"))
+        target_roles = set(r[0] for r in catalog.fetchall(tgt, "SELECT rolname FROM pg_roles"))
+        missing_on_target = [e for e in plan if e["target_name"] not in target_dbs]
+
+        self.result["versions"] = {"source_server": source_info["version"], "target_server": target_info["version"]}
+        source_priv, problem = admin_status(src, self.source, self.params["admin_roles"])
+        self.problems.extend([problem] if problem else [])
+        target_priv, problem = admin_status(tgt, self.target, self.params["admin_roles"], bool(missing_on_target))
+        self.problems.extend([problem] if problem else [])
+        self.result["privileges"] = {"source": source_priv, "target": target_priv}
+        self.check_clients(source_info)
+        if target_info["major"] < source_info["major"]:
+            self.problems.append("the target server (PostgreSQL %s) is older than the source (PostgreSQL %s): use a "
+                                 "target of PostgreSQL %d or newer" % (target_info["version"], source_info["version"],
+                                                                      source_info["major"]))
+
+        absent = [e["name"] for e in plan if e["name"] not in source_dbs]
+        if absent:
+            self.problems.append("databases %s do not exist on the source %s (it has: %s): fix db_migration_databases"
+                                 % (", ".join(absent), self.source.address,
+                                    ", ".join(sorted(d for d in source_dbs if d not in SYSTEM_DATABASES)) or "none"))
+        listed = set(e["name"] for e in plan)
+        self.result["unlisted"] = sorted(d for d in source_dbs if d not in listed and d not in SYSTEM_DATABASES)
+        if self.result["unlisted"]:
+            self.warnings.append("databases on the source that are not migrated: %s (current Codacy charts also "
+                                 "use listener and crow; add them to the list if they hold data you need)"
+                                 % ", ".join(self.result["unlisted"]))
+
+        available = set(r[0] for r in catalog.fetchall(tgt, "SELECT name FROM pg_available_extensions"))
+        entries = []
+        for entry in plan:
+            if entry["name"] not in source_dbs:
+                continue
+            size, encoding, collate, ctype, owner = source_dbs[entry["name"]]
+            entry.update(size=size, encoding=encoding, lc_collate=collate, lc_ctype=ctype, owner=owner,
+                         target_exists=entry["target_name"] in target_dbs)
+            entry["target_owner"] = owner if owner in target_roles else self.target.user
+            self.inspect_source_database(entry, available)
+            entries.append(entry)
+        entries.sort(key=lambda e: (-e["size"], e["name"]))
+        for position, entry in enumerate(entries):
+            entry["position"] = position
+            self.decide(entry)
+        self.result["databases"] = entries
+        self.check_space(entries)
+        self.check_connection_room(src, tgt)
+
+    def decide(self, entry):
+        """The action the migration module will take for this database, decided by the module's own
+        code without writing anything; its refusals are problems."""
+        if not entry["target_exists"]:
+            entry.update(action="migrated", reasons=["the target database will be created"])
+            return
+        params = dict((key, self.params[key]) for key in ("source", "target", "work_dir", "jobs", "schemas", "force",
+                                                          "bin_dir", "connect_timeout"))
+        params.update(database=entry["name"], target_database=entry["target_name"], verify="none", timeout=0)
+        migration = Migration(params, check_mode=True)
+        try:
+            result = migration.run()
+            entry.update(action=result["action"], reasons=result["reasons"])
+        except (Failure, ConnectionProblem, pgtools.ToolProblem) as exc:
+            entry.update(action="refused", reasons=[str(exc)])
+            self.problems.append("%s: %s" % (entry["name"], exc))
+
+    def check_clients(self, source_info):
+        try:
+            clients = pgtools.find_clients(self.params["bin_dir"])
+            self.result["versions"]["client"] = clients["version"]
+            pgtools.check_client_version(clients, source_info["major"], source_info["version"])
+        except pgtools.ToolProblem as exc:
+            self.problems.append(str(exc))
+
+    def inspect_source_database(self, entry, available):
+        conn = self.connect(self.source, entry["name"])
+        if conn is None:
+            return
+        try:
+            entry["estimated_dump_bytes"] = int(catalog.fetchall(conn, DUMP_ESTIMATE_SQL)[0][0])
+            entry["extensions"] = [r[0] for r in catalog.fetchall(conn, catalog.EXTENSIONS_SQL)]
+            sessions = catalog.other_sessions(conn)
+        finally:
+            conn.close()
+        missing = [e for e in entry["extensions"] if e not in available]
+        if missing:
+            self.problems.append("extensions %s used in %s are not available on the target server %s: install them "
+                                 "there (on a managed service, check its list of supported extensions)"
+                                 % (", ".join(missing), entry["name"], self.target.address))
+        if sessions:
+            message = ("%d other sessions are connected to %s on the source: %s" % (
+                len(sessions), entry["name"], "; ".join(sessions[:5])))
+            if self.params["allow_active_sessions"]:
+                self.warnings.append(message + " (allowed; writes after the dump are not copied)")
+            else:
+                self.problems.append(message + ": stop the Codacy application (and any other client) first, or set "
+                                     "db_migration_allow_active_sessions: true for a trial run")
+
+    def check_space(self, entries):
+        work_dir = self.params["work_dir"]
+        if not os.path.isdir(work_dir):
+            self.problems.append("work_dir %s does not exist: create it, or choose a directory with room for the dumps"
+                                 % work_dir)
+            return
+        stat = os.statvfs(work_dir)
+        free = stat.f_bavail * stat.f_frsize
+        largest = sorted((e.get("estimated_dump_bytes", 0) for e in entries), reverse=True)
+        needed = sum(largest[:max(1, self.params["concurrency"])])
+        if needed > free:
+            self.problems.append("work_dir %s has %s free but the dumps of the %d largest databases need about %s: "
+                                 "free some space, choose another work_dir, or lower the concurrency"
+                                 % (work_dir, human(free), min(len(largest), self.params["concurrency"]), human(needed)))
+
+    def check_connection_room(self, src, tgt):
+        # Per database at most: pg_dump/pg_restore workers and their leader, the module's own two
+        # connections, and the verification workers (which run after the dump ended).
+        needed = self.params["concurrency"] * (self.params["jobs"] + 3)
+        for endpoint, conn in ((self.source, src), (self.target, tgt)):
+            room = catalog.fetchall(conn, CONNECTION_ROOM_SQL)[0][0]
+            if room < needed:
+                self.problems.append("%s server %s accepts %d more connections but the migration opens up to %d "
+                                     "(concurrency %d x (jobs %d + 3)): lower db_migration_jobs or "
+                                     "db_migration_concurrency, or raise max_connections"
+                                     % (endpoint.role, endpoint.address, room, needed, self.params["concurrency"],
+                                        self.params["jobs"]))
+
+
+def main():
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+    if not HAS_PSYCOPG2:
+        module.fail_json(msg=missing_required_lib("psycopg2"), exception=PSYCOPG2_IMPORT_ERROR)
+    for option in ("concurrency", "jobs"):
+        if module.params[option] < 1:
+            module.fail_json(msg="%s must be at least 1 (got %d)" % (option, module.params[option]))
+    preflight = Preflight(module)
+    result = preflight.run()
+    for warning in preflight.warnings:
+        module.warn(warning)
+    if result["problems"] and module.params["fail_on_problems"]:
+        module.fail_json(msg="the migration cannot start: " + " | ".join(result["problems"]), **result)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

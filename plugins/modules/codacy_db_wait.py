@@ -1,0 +1,137 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: Contributors to the codacy.selfhosted collection
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+module: codacy_db_wait
+short_description: Wait for background database migrations, showing each one's phase and progress
+version_added: 0.1.0
+description:
+  - Waits for M(codacy.selfhosted.codacy_db_migrate) tasks started in the background (C(async) with
+    C(poll=0)) and prints, every O(interval) seconds, which database is in which phase and how far it is,
+    so a long restore never looks hung. Returns every job's result, in the order of O(jobs).
+  - It does not fail when a migration failed; the failed results are returned for the caller to report.
+author:
+  - Codacy Self-hosted platform engineering
+options:
+  started:
+    description:
+      - The registered result of the loop that started the migrations in the background. Each loop
+        item is a database name, or a dict with C(name) and, optionally, C(progress_file) (the file
+        given to the O(codacy.selfhosted.codacy_db_migrate#module:progress_file) option of that job).
+    type: dict
+    required: true
+  interval:
+    description: Seconds between two progress lines.
+    type: int
+    default: 10
+  timeout:
+    description: Give up waiting after this many seconds (V(0) waits as long as the jobs run).
+    type: int
+    default: 0
+attributes:
+  action:
+    support: full
+    description: Runs as an action plugin on the controller, reading the jobs' state on the managed host.
+  async:
+    support: none
+  check_mode:
+    support: full
+    description: Only reads.
+  diff_mode:
+    support: none
+  idempotent:
+    support: full
+    description: Only reads (and removes the results files of finished jobs, as async_status cleanup does).
+"""
+
+EXAMPLES = r"""
+- name: Start the migrations in the background
+  codacy.selfhosted.codacy_db_migrate:
+    database: "{{ item.name }}"
+    source: "{{ codacy_source }}"
+    target: "{{ codacy_target }}"
+    progress_file: "{{ item.progress_file }}"
+  async: 86400
+  poll: 0
+  loop:
+    - {name: analysis, progress_file: /var/tmp/progress-analysis.json}
+    - {name: results, progress_file: /var/tmp/progress-results.json}
+  register: started
+
+- name: Wait for them, showing progress
+  codacy.selfhosted.codacy_db_wait:
+    started: "{{ started }}"
+  register: migrations
+"""
+
+RETURN = r"""
+results:
+  description: The result of every job (what M(codacy.selfhosted.codacy_db_migrate) returned), in the order of
+    the loop that started them.
+  returned: always
+  type: list
+  elements: dict
+"""
+
+import json
+import os
+
+from ansible.module_utils.basic import AnsibleModule
+
+
+def read_json(path):
+    try:
+        with open(path) as handle:
+            return json.load(handle)
+    except (OSError, ValueError):
+        return None
+
+
+def alive(pid):
+    try:
+        os.kill(int(pid), 0)
+        return True
+    except (OSError, TypeError, ValueError):
+        return False
+
+
+def job_state(job, async_dir):
+    """One look at a background job: finished with its result, or running with its progress."""
+    results_file = os.path.join(async_dir, job["jid"])
+    data = read_json(results_file)
+    progress = read_json(job.get("progress_file") or "") or {}
+    if data is not None and "started" not in data:
+        os.unlink(results_file)  # like async_status cleanup: the result is handed over once
+        data["finished"] = True
+        return {"name": job["name"], "finished": True, "result": data}
+    if progress.get("pid") and not alive(progress["pid"]) and not progress.get("finished"):
+        return {"name": job["name"], "finished": True, "result": {
+            "failed": True, "msg": "%s: the migration process ended without a result (killed?) in phase %s; "
+                                   "the next run resumes it" % (job["name"], progress.get("phase"))}}
+    return {"name": job["name"], "finished": False, "progress": progress}
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            started=dict(type="dict", required=True),
+            interval=dict(type="int", default=10),
+            timeout=dict(type="int", default=0),
+            # set by the action plugin: the jobs still running, and where async results are kept
+            _jobs=dict(type="list", elements="dict", required=True),
+            _async_dir=dict(type="path", required=True),
+        ),
+        supports_check_mode=True,
+    )
+    jobs = [job_state(job, module.params["_async_dir"]) for job in module.params["_jobs"]]
+    module.exit_json(changed=False, jobs=jobs)
+
+
+if __name__ == "__main__":
+    main()
