@@ -14,7 +14,9 @@ See bench/README.md for what each contender is and what each column means.
 """
 
 import argparse
+import contextlib
 import datetime
+import fcntl
 import json
 import os
 import platform
@@ -41,6 +43,7 @@ from tests.support.pgserver import PgServer, find_bindir
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCH = os.path.join(ROOT, "bench")
 VENDOR_SCRIPT = os.path.join(BENCH, "vendor_migrate.sh")
+VENDOR_LOCK = "/tmp/codacy-bench-vendor-dumps.lock"
 FALLBACK_PLAYBOOK = os.path.join(BENCH, "ours_playbook.yml")
 ROLE_PLAYBOOK = os.path.join(ROOT, "playbooks", "migrate.yml")
 CALLBACK_DIR = os.path.join(BENCH, "callback_plugins")
@@ -518,6 +521,10 @@ class Contender:
     title = ""
     description = ""
 
+    def exclusive(self):
+        """Held around a timed run (acquired before the clock starts)."""
+        return contextlib.nullcontext()
+
     def available(self, ctx):
         return True, ""
 
@@ -561,6 +568,16 @@ class Vendor(Contender):
 
     def dumps(self):
         return [os.path.join("/tmp", "%s.dump" % db) for db in SIX]
+
+    @contextlib.contextmanager
+    def exclusive(self):
+        """The script's dump paths are fixed (/tmp/$db.dump): one vendor run at a time on this machine."""
+        fd = os.open(VENDOR_LOCK, os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
 
     def disk_paths(self, ctx, run_dir):
         return self.dumps()
@@ -628,8 +645,10 @@ class Ours(Contender):
         os.makedirs(work_dir, mode=0o700, exist_ok=True)
         endpoint = {server_role: {"host": s.host, "port": s.port, "user": s.superuser, "password": ctx.password}
                     for server_role, s in (("source", ctx.source), ("target", ctx.target))}
+        report_path = os.path.join(run_dir, "report.json")
         variables = {"db_migration_source": endpoint["source"], "db_migration_target": endpoint["target"],
                      "db_migration_databases": list(SIX), "db_migration_work_dir": work_dir,
+                     "db_migration_report_path": report_path,
                      "ansible_connection": "local", "ansible_python_interpreter": sys.executable}
         vars_path = os.path.join(run_dir, "vars.json")
         fd = os.open(vars_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -641,7 +660,7 @@ class Ours(Contender):
             "ANSIBLE_COLLECTIONS_PATH": COLLECTIONS, "ANSIBLE_CALLBACK_PLUGINS": CALLBACK_DIR,
             "ANSIBLE_CALLBACKS_ENABLED": "bench_record", "BENCH_RECORD_FILE": record,
             "ANSIBLE_LOCALHOST_WARNING": "False", "ANSIBLE_INVENTORY_UNPARSED_WARNING": "False",
-            "ANSIBLE_NOCOLOR": "1", "ANSIBLE_RETRY_FILES_ENABLED": "False",
+            "ANSIBLE_NOCOLOR": "1", "ANSIBLE_RETRY_FILES_ENABLED": "False", "PWD": run_dir,
         })
         log_path = os.path.join(run_dir, "ansible.log")
         argv = [self.ansible_playbook(), "-i", "localhost,", self.playbook(), "-e", "@" + vars_path]
@@ -655,17 +674,29 @@ class Ours(Contender):
                 results.append(item)
             elif item.get("kind") == "stats":
                 stats = item["hosts"].get("localhost") or next(iter(item["hosts"].values()), {})
+        if os.path.exists(report_path):
+            # The role's report (one entry per database): the product's own account of the run.
+            with open(report_path) as handle:
+                report = json.load(handle)
+            per_database = [{"database": d.get("name"), "action": d.get("action"), "phases": d.get("phases") or {},
+                             "dump_bytes": d.get("dump_bytes"), "verified": d.get("verified"),
+                             "failed": d.get("failed"), "msg": d.get("message")} for d in report.get("databases", [])]
+        else:
+            # The fallback playbook: the module results recorded by the bench_record callback.
+            per_database = [{"database": item.get("database"), "action": item.get("action"),
+                             "phases": item.get("phases") or {}, "dump_bytes": item.get("dump_bytes"),
+                             "verified": item.get("verified"), "failed": item.get("status") == "failed",
+                             "msg": item.get("msg")} for item in results]
         phases = {}
-        for item in results:
-            for phase, seconds in (item.get("phases") or {}).items():
+        for item in per_database:
+            for phase, seconds in item["phases"].items():
                 phases[phase] = round(phases.get(phase, 0) + seconds, 3)
         return {"rc": rc, "log": text, "error_lines": len(re.findall(r"^fatal: ", text, re.M)),
                 "playbook": os.path.relpath(self.playbook(), ROOT), "changed_tasks": stats.get("changed"),
                 "failed_tasks": stats.get("failures"),
-                "actions": {item.get("database", "?"): item.get("action") for item in results},
-                "phases_sum_s": phases, "dump_bytes": sum(item.get("dump_bytes") or 0 for item in results),
-                "per_database": [{k: item.get(k) for k in ("database", "action", "phases", "dump_bytes", "verified",
-                                                           "status", "msg")} for item in results]}
+                "actions": {item["database"]: item["action"] for item in per_database},
+                "phases_sum_s": phases, "dump_bytes": sum(item["dump_bytes"] or 0 for item in per_database),
+                "per_database": per_database}
 
 
 class PgCopyDb(Contender):
@@ -849,16 +880,23 @@ def measured(ctx, contender, label, round_no, fresh=True, check=True):
             reset_target(ctx)
         quiesce(ctx)
         sampler = Sampler(contender.disk_paths(ctx, run_dir), ctx.postmasters(), ctx.device)
-        log("round %d: %s ..." % (round_no, label))
-        sampler.begin()
-        started = time.monotonic()
-        try:
-            info = contender.run(ctx, run_dir, ctx.args.timeout)
-        except Exception as exc:  # noqa: BLE001 (a harness error is that run's failure)
-            info = {"rc": -1, "log": "harness error: %s\n%s" % (exc, traceback.format_exc())}
-        wall = time.monotonic() - started
-        measures = sampler.end()
-        record = {"contender": contender.name, "label": label, "round": round_no, "wall_s": round(wall, 2)}
+        with contender.exclusive():
+            log("round %d: %s ..." % (round_no, label))
+            sampler.begin()
+            started = time.monotonic()
+            try:
+                info = contender.run(ctx, run_dir, ctx.args.timeout)
+            except Exception as exc:  # noqa: BLE001 (a harness error is that run's failure)
+                info = {"rc": -1, "log": "harness error: %s\n%s" % (exc, traceback.format_exc())}
+            wall = time.monotonic() - started
+            measures = sampler.end()
+        procs = read_procs()
+        lingering = sorted(procs[pid][1] for pid in descendants(procs, os.getpid())
+                           if procs[pid][1] != "postgres" and procs[pid][5] != "Z")
+        if lingering:
+            log("warning: still running after %s ended: %s" % (label, ", ".join(lingering)))
+        record = {"contender": contender.name, "label": label, "round": round_no, "wall_s": round(wall, 2),
+                  "lingering": lingering}
         record.update({k: v for k, v in info.items() if k != "log"})
         record.update(measures)
         expected_rc = contender.name == "vendor" and info.get("rc") is not None
@@ -945,7 +983,6 @@ def machine_description(path):
     usage = shutil.disk_usage(path)
     disk["free_gb"] = round(usage.free / 1e9)
     info["disk"] = disk
-    info["loadavg_start"] = os.getloadavg()
     return info
 
 
@@ -989,7 +1026,8 @@ def build_tables(report):
                       fmt(s["pg_restore_active_s"]), fmt(s["overlap_s"]), fmt(s["other_cpu_s"])])
     rerun = report.get("rerun")
     if rerun and rerun.get("median_s") is not None:
-        main.append(["ours, unchanged rerun (changed=%s)" % rerun["changed"], "%d/%d" % (rerun["ok"], rerun["runs"]),
+        changed = ",".join(str(c) for c in rerun["changed"])
+        main.append(["ours, unchanged rerun (changed=%s)" % changed, "%d/%d" % (rerun["ok"], rerun["runs"]),
                      fmt(rerun["median_s"]), "%.1f-%.1f" % (rerun["min_s"], rerun["max_s"]), "", "", "", "0", ""])
     bound_rows = [["restore config", "runs", "median s", "min-max s"]]
     for config, values in (report.get("bound") or {}).get("configs", {}).items():
@@ -1015,6 +1053,39 @@ def md_table(rows):
     out = ["| " + " | ".join(rows[0]) + " |", "|" + "|".join(" --- " for _ in rows[0]) + "|"]
     out += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows[1:]]
     return "\n".join(out)
+
+
+def condensed_timeline(timeline, buckets=20):
+    """About `buckets` rows of a 1 s timeline: max dump/RSS, mean cores, union of programs."""
+    if not timeline:
+        return []
+    width = max(1.0, timeline[-1]["t"] / buckets)
+    rows, group, edge = [], [], width
+
+    def flush():
+        if group:
+            n = float(len(group))
+            programs = sorted(set(p for g in group for p in g["programs"]))
+            rows.append(["%.0f" % group[-1]["t"], "%.0f" % max(g["dump_mb"] for g in group),
+                         "%.0f" % max(g["rss_mb"] for g in group),
+                         "%.2f" % (sum(g["client_cores"] for g in group) / n),
+                         "%.2f" % (sum(g["source_cores"] for g in group) / n),
+                         "%.2f" % (sum(g["target_cores"] for g in group) / n), " ".join(programs)])
+
+    for point in timeline:
+        if point["t"] > edge:
+            flush()
+            group = []
+            while point["t"] > edge:
+                edge += width
+        group.append(point)
+    flush()
+    return rows
+
+
+def median_run(runs):
+    ranked = sorted((r for r in runs if counted(r)), key=lambda r: r["wall_s"])
+    return ranked[(len(ranked) - 1) // 2] if ranked else None
 
 
 def result_line(report):
@@ -1061,7 +1132,25 @@ def markdown(report):
         rerun = report["rerun"]
         out += ["## Unchanged rerun", "",
                 "`ours` again right after a verified `ours` run, nothing changed on the source: median %s s, "
-                "changed tasks %s, actions %s." % (fmt(rerun["median_s"]), rerun["changed"], rerun["actions"]), ""]
+                "changed tasks %s, actions %s." % (fmt(rerun["median_s"]), ", ".join(str(c) for c in rerun["changed"]),
+                                                   ", ".join(rerun["actions"])), ""]
+    per_db = report.get("ours_per_database")
+    if per_db:
+        phases = []
+        for entry in per_db:
+            phases += [k for k in entry["phases"] if k not in phases and k != "total"]
+        out += ["## ours: per database (the run with the median wall time)", "", md_table(
+            [["database", "action"] + phases + ["total", "dump MB"]]
+            + [[e["database"] or "?", e["action"] or "?"] + [fmt(e["phases"].get(k)) for k in phases]
+               + [fmt(e["phases"].get("total")), "%.0f" % ((e["dump_bytes"] or 0) / MB)] for e in per_db]), ""]
+    timelines = report.get("timelines") or {}
+    if timelines:
+        out += ["## Timelines (the run with the median wall time of each contender)", "",
+                "Per bucket: seconds from the start, largest dump size, client RSS, CPU cores used by the clients, "
+                "the source server and the target server (average over the bucket), client programs seen.", ""]
+        for label, rows in timelines.items():
+            out += ["### %s" % label, "", md_table([["t s", "dump MB", "RSS MB", "client cores", "source cores",
+                                                     "target cores", "programs"]] + rows), ""]
     out += ["## Contenders", ""]
     for name, c in report["contenders"].items():
         out.append("- **%s** (%s): %s. Version: %s." % (name, c["title"], c["description"], c["version"] or "n/a"))
@@ -1155,6 +1244,8 @@ def ensure_collection_link():
 def main(argv=None):
     args = parse_args(argv)
     started_at = datetime.datetime.now()
+    subreaper = become_subreaper()
+    load_at_start = os.getloadavg()
     settings = parse_settings(args.setting)
     ensure_collection_link()
     os.makedirs(args.data_dir, exist_ok=True)
@@ -1164,6 +1255,9 @@ def main(argv=None):
     contenders = {"vendor": Vendor(), "ours": Ours(), "pgcopydb": PgCopyDb(args.pgcopydb_jobs), "stream": Stream()}
     wanted = [n for n in CONTENDERS if n in args.only]
     notes, skipped = [], {}
+    if not subreaper:
+        notes.append("prctl(PR_SET_CHILD_SUBREAPER) failed: processes that daemonize (ansible async jobs) escape "
+                     "the RSS/CPU sampling of the client processes")
     for name in list(wanted):
         ok, why = contenders[name].available(None)
         if not ok:
@@ -1182,6 +1276,12 @@ def main(argv=None):
     interrupted = False
     try:
         source_dir = os.path.join(args.data_dir, "source-s%s-seed%d" % (args.scale_mb, args.seed))
+        lock_fd = os.open(source_dir + ".lock", os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            print("error: another benchmark is using %s; wait for it to finish" % source_dir, file=sys.stderr)
+            return 2
         source, password = start_source(source_dir, settings)
         target = start_target(password, settings)
         ctx = Context(args, source, target, password, workdir)
@@ -1250,6 +1350,15 @@ def main(argv=None):
             ours_phases = {k: round(statistics.median([r["phases_sum_s"].get(k, 0) for r in ours_runs]), 2)
                            for k in keys}
 
+        timelines = {}
+        for name in wanted + (["bound"] if bounds else []):
+            pool = by_contender.get(name, [])
+            if name == "bound":
+                pool = [r for r in pool if best_bound and r["config"] == best_bound.config]
+            chosen = median_run(pool)
+            if chosen:
+                timelines["%s (round %d, %.1f s)" % (chosen["label"], chosen["round"], chosen["wall_s"])] = \
+                    condensed_timeline(chosen["timeline"])
         versions = {name: contenders[name].version(ctx) for name in wanted}
         described = {name: {"title": contenders[name].title, "description": contenders[name].description,
                              "version": versions[name]} for name in wanted}
@@ -1296,9 +1405,12 @@ def main(argv=None):
                         "biggest": {db: biggest(ctx.snapshots[db]) for db in SIX}},
             "contenders": described, "summary": summary, "bound": bound_report, "rerun": rerun_report,
             "ours_phases": ours_phases, "runs": runs + rerun_runs,
+            "ours_per_database": (median_run(by_contender.get("ours", [])) or {}).get("per_database"),
+            "timelines": timelines,
             "runs_by_contender": {k: [r["wall_s"] for r in v] for k, v in by_contender.items()},
             "notes": notes,
         }
+        report["machine"]["loadavg_start"] = load_at_start
         report["machine"]["loadavg_end"] = os.getloadavg()
         report["result_line"] = result_line(report)
         write_reports(report, args)

@@ -92,6 +92,17 @@ def _seconds(phases, name):
     return "-" if value is None else "%.1f" % value
 
 
+def migration_servers(preflight, source, target):
+    """'source postgres@db:5432 (PostgreSQL 13.16, superuser) -> target ... ; client 17.2' (no secrets)."""
+    versions = preflight.get("versions") or {}
+    privileges = preflight.get("privileges") or {}
+
+    def side(role, server):
+        return "%s %s@%s:%s (PostgreSQL %s, %s)" % (role, server.get("user"), server.get("host"), server.get("port", 5432),
+                                                    versions.get(role + "_server", "?"), privileges.get(role, "?"))
+    return "%s -> %s; pg_dump %s" % (side("source", source), side("target", target), versions.get("client", "?"))
+
+
 COLUMNS = ("database", "action", "size", "dump", "restore", "verify", "analyze", "total s", "tables", "rows")
 
 
@@ -122,6 +133,7 @@ class FilterModule(object):
     def filters(self):
         return {
             "migration_jobs": migration_jobs,
+            "migration_servers": migration_servers,
             "migration_report": migration_report,
             "migration_table": migration_table,
         }

@@ -1,0 +1,215 @@
+"""The db_migration role and playbooks/migrate.yml against two real PostgreSQL servers."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from tests.integration.conftest import ROOT, ansible_env, write_private
+from tests.integration.features import create_database, execute
+from tests.support import dataset
+from tests.support.compare import compare
+from tests.support.pgserver import PgServer
+
+PASSWORD = "r0le 'pass\":w\\rd"
+SIX = ["accounts", "analysis", "filestore", "jobs", "metrics", "results"]
+PLAYBOOK = os.path.join(ROOT, "playbooks", "migrate.yml")
+
+
+@pytest.fixture
+def servers():
+    with PgServer(password=PASSWORD) as source, PgServer(password=PASSWORD) as target:
+        yield source, target
+
+
+@pytest.fixture
+def six(servers):
+    """The six Codacy databases, small, on the source."""
+    source, _ = servers
+    dataset.generate(source.params(), scale_mb=2, progress=lambda *args: None)
+    return servers
+
+
+class Play:
+    """ansible-playbook with vars in a 0600 file and localhost running the migration."""
+
+    def __init__(self, tmp_path, source, target):
+        self.dir = tmp_path
+        self.report = str(tmp_path / "report.json")
+        self.work_dir = tmp_path / "work"
+        self.work_dir.mkdir()
+        self.vars = {"db_migration_source": source.endpoint(), "db_migration_target": target.endpoint(),
+                     "db_migration_work_dir": str(self.work_dir), "db_migration_report_path": self.report,
+                     "db_migration_progress_interval": 1}
+        self.inventory = str(tmp_path / "inventory.yml")
+        write_private(self.inventory, json.dumps({"all": {"hosts": {"localhost": {
+            "ansible_connection": "local", "ansible_python_interpreter": sys.executable}}}}))
+
+    def __call__(self, playbook=PLAYBOOK, *args, **overrides):
+        variables = dict(self.vars, **overrides)
+        vars_file = str(self.dir / "vars.json")
+        write_private(vars_file, json.dumps(variables))
+        proc = subprocess.run([os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", self.inventory,
+                               "-e", "@" + vars_file, playbook] + list(args), env=ansible_env(), capture_output=True,
+                              text=True, timeout=900, cwd=str(self.dir), check=False)
+        proc.output = proc.stdout + proc.stderr
+        recap = re.search(r"localhost\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", proc.stdout)
+        proc.changed = int(recap.group(2)) if recap else None
+        return proc
+
+    def report_json(self):
+        with open(self.report) as handle:
+            return json.load(handle)
+
+
+@pytest.fixture
+def play(tmp_path, servers):
+    return Play(tmp_path, *servers)
+
+
+def databases(server):
+    return set(r[0] for r in server.execute("SELECT datname FROM pg_database WHERE NOT datistemplate"))
+
+
+def assert_all_equal(source, target, names=SIX):
+    for name in names:
+        differences = compare(source.params(), name, target.params(), name)
+        assert differences == [], "%s: %s" % (name, differences)
+
+
+def test_full_run_then_idempotent_rerun(six, play):
+    source, target = six
+    first = play()
+    assert first.returncode == 0, first.output
+    assert_all_equal(source, target)
+    report = play.report_json()
+    assert [d["action"] for d in report["databases"]] == ["migrated"] * 6
+    assert all(d["verified"]["equal"] for d in report["databases"])
+    assert oct(os.stat(play.report).st_mode & 0o777) == "0o600"
+    assert PASSWORD not in open(play.report).read()
+    # Progress and the table are in the play output.
+    assert re.search(r"\[localhost\] results: migrated", first.stdout)
+    assert re.search(r"results\s+migrated\s+\S+ \w?B", first.stdout)
+
+    second = play()
+    assert second.returncode == 0, second.output
+    assert second.changed == 0, second.stdout
+    assert [d["action"] for d in play.report_json()["databases"]] == ["unchanged"] * 6
+
+
+def test_target_user_without_admin_rights_is_refused(six, play):
+    source, target = six
+    target.execute("CREATE ROLE plain LOGIN PASSWORD 'plainpw' CREATEDB")
+    before = databases(target)
+    result = play(db_migration_target=dict(target.endpoint(), user="plain", password="plainpw"))
+    assert result.returncode != 0
+    assert "target user plain@127.0.0.1:%d is neither SUPERUSER nor a member of rds_superuser" % target.port \
+        in result.stdout
+    assert databases(target) == before
+
+
+def test_rds_like_admin_member_of_rds_superuser(servers, play):
+    source, target = servers
+    # The source belongs to the application's role, as in Codacy's chart.
+    source.execute("CREATE ROLE codacy LOGIN CREATEDB PASSWORD 'codacypw'")
+    dataset.generate(dict(source.params(), user="codacy", password="codacypw"), scale_mb=2,
+                     progress=lambda *args: None)
+    # What RDS gives its master user: no SUPERUSER; CREATEDB, CREATEROLE, membership of
+    # rds_superuser, and of the application's role so that it can own its objects.
+    target.execute("CREATE ROLE rds_superuser NOLOGIN; CREATE ROLE codacy LOGIN;"
+                   " CREATE ROLE admin LOGIN NOSUPERUSER CREATEDB CREATEROLE PASSWORD 'adminpw';"
+                   " GRANT rds_superuser TO admin; GRANT codacy TO admin")
+    result = play(db_migration_target=dict(target.endpoint(), user="admin", password="adminpw"))
+    assert result.returncode == 0, result.output
+    assert "target admin@127.0.0.1:%d (PostgreSQL 15" % target.port in result.stdout
+    assert "member of rds_superuser" in result.stdout
+    assert_all_equal(source, target)
+    owners = target.execute("SELECT DISTINCT pg_get_userbyid(datdba) FROM pg_database WHERE datname = ANY(%s)", (SIX,))
+    assert owners == [("codacy",)]
+    assert play(db_migration_target=dict(target.endpoint(), user="admin", password="adminpw")).changed == 0
+
+
+def test_missing_source_database_fails_before_writing(six, play):
+    source, target = six
+    before = databases(target)
+    result = play(db_migration_databases=SIX + ["nosuchdb"])
+    assert result.returncode != 0
+    assert "databases nosuchdb do not exist on the source 127.0.0.1:%d" % source.port in result.stdout
+    assert databases(target) == before
+
+
+def test_target_with_foreign_tables_fails_before_writing(six, play):
+    source, target = six
+    create_database(target, "jobs")
+    execute(target, "jobs", "CREATE EXTENSION file_fdw; CREATE SERVER files FOREIGN DATA WRAPPER file_fdw;"
+                            " CREATE FOREIGN TABLE legacy_jobs (id int) SERVER files OPTIONS (filename '/dev/null')")
+    before = databases(target)
+    result = play()
+    assert result.returncode != 0
+    assert "jobs: the target database holds data this module did not put there (foreign table public.legacy_jobs)" \
+        in result.stdout
+    assert databases(target) == before
+    assert execute(target, "jobs", "SELECT to_regnamespace('codacy_migration')")[0][0] is None
+
+
+def test_active_session_is_refused_then_allowed(six, play):
+    source, target = six
+    session = source.connect("analysis")
+    try:
+        refused = play()
+        assert refused.returncode != 0
+        assert re.search(r"1 other sessions are connected to analysis on the source: pid \d+ postgres@", refused.stdout)
+        assert databases(target) == {"postgres"}
+        allowed = play(db_migration_allow_active_sessions=True)
+        assert allowed.returncode == 0, allowed.output
+    finally:
+        session.close()
+    assert_all_equal(source, target)
+
+
+def test_check_mode_reports_and_writes_nothing(six, play):
+    source, target = six
+    result = play(PLAYBOOK, "--check")
+    assert result.returncode == 0, result.output
+    for name in SIX:
+        assert re.search(r"%s\s+migrated" % name, result.stdout)
+    assert databases(target) == {"postgres"}
+    assert not os.path.exists(play.report)
+    assert os.listdir(str(play.work_dir)) == []
+
+
+def test_preflight_tag_only_checks(six, play):
+    source, target = six
+    result = play(PLAYBOOK, "--tags", "preflight")
+    assert result.returncode == 0, result.output
+    assert databases(target) == {"postgres"}
+
+
+def test_role_included_from_another_playbook(six, play, tmp_path):
+    source, target = six
+    playbook = tmp_path / "site.yml"
+    playbook.write_text("""
+- name: An existing playbook that migrates two databases among other things
+  hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Something before
+      ansible.builtin.debug:
+        msg: before
+    - name: Migrate accounts and jobs under other names
+      ansible.builtin.include_role:
+        name: codacy.selfhosted.db_migration
+      vars:
+        db_migration_databases:
+          - accounts
+          - {name: jobs, target_name: codacy_jobs}
+        db_migration_concurrency: 1
+""")
+    result = play(str(playbook))
+    assert result.returncode == 0, result.output
+    assert databases(target) == {"postgres", "accounts", "codacy_jobs"}
+    assert compare(source.params(), "jobs", target.params(), "codacy_jobs") == []
+    assert compare(source.params(), "accounts", target.params(), "accounts") == []
