@@ -9,14 +9,22 @@ export ANSIBLE_LOCALHOST_WARNING := False
 export ANSIBLE_INVENTORY_UNPARSED_WARNING := False
 PYTEST_ARGS ?=
 
-.PHONY: help system venv collection test unit integration lint clean constraints
+.PHONY: help demo demo-clean system venv collection test unit integration lint clean constraints
 
 help:
+	@echo "make demo         migrate sample data between two throwaway local servers (DEMO_SCALE_MB=100)"
+	@echo "make demo-clean   stop the demo's servers and remove build/demo"
 	@echo "make test         create .venv and run every test (what CI runs)"
 	@echo "make unit         unit tests only"
 	@echo "make integration  module tests against throwaway PostgreSQL servers"
 	@echo "make lint         ansible-lint, yamllint and ruff"
 	@echo "make clean        remove .venv, build/ and test output"
+
+demo: venv collection
+	$(BIN)/python demo/run.py
+
+demo-clean: venv
+	$(BIN)/python demo/run.py clean
 
 # PostgreSQL server/client programs and npm; installed when missing (as root), else explained.
 system:
