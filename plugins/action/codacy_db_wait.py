@@ -12,6 +12,10 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import os
+import posixpath
+import shlex
+import signal
 import time
 
 from ansible.errors import AnsibleActionFail
@@ -76,16 +80,56 @@ class ActionModule(ActionBase):
         interval = max(1, int(self._task.args.get("interval", 10)))
         timeout = int(self._task.args.get("timeout", 0))
         async_dir = self._remote_expand_user(self.get_shell_option("async_dir", default="~/.ansible_async"))
+        self._wait_args = {"started": {"results": []}, "interval": interval, "timeout": timeout, "_async_dir": async_dir}
+        finished = {}
+
+        # When ansible-playbook is interrupted it signals this worker (SIGINT, then SIGTERM). Stop
+        # the heartbeat right away, so that the background migrations end (cleanly) at once
+        # instead of running on unwatched, then die as Ansible expects.
+        def stop(signum, frame):
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, signal.SIG_IGN)
+            display.display("[%s] interrupted: stopping the migrations that still run"
+                            % task_vars.get("inventory_hostname"))
+            self._stop_heartbeat([job for job in jobs if job["jid"] not in finished])
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+
+        try:
+            previous = dict((sig, signal.signal(sig, stop)) for sig in (signal.SIGTERM, signal.SIGINT))
+        except ValueError:  # not the main thread: the heartbeat's timeout still ends the jobs
+            display.vvv("codacy_db_wait: cannot handle signals here; the heartbeat's timeout ends the jobs")
+            previous = {}
+        try:
+            self._wait(jobs, finished, task_vars, interval, timeout)
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        result.update(changed=any(r.get("changed") for r in finished.values()),
+                      results=[finished[job["jid"]] for job in jobs])
+        return result
+
+    def _stop_heartbeat(self, pending):
+        """Remove the heartbeat files of the pending jobs with one shell command (no module: this
+        runs while Ansible is shutting down)."""
+        paths = sorted(set(posixpath.join(posixpath.dirname(job["progress_file"]), "heartbeat")
+                           for job in pending if job.get("progress_file")))
+        if paths:
+            try:
+                self._low_level_execute_command("rm -f " + " ".join(shlex.quote(p) for p in paths))
+            except Exception:  # pylint: disable=broad-except
+                pass  # the heartbeat's timeout ends the jobs anyway
+
+    def _wait(self, jobs, finished, task_vars, interval, timeout):
+        """Poll the jobs until all have finished, printing a progress line per interval."""
         host = task_vars.get("inventory_hostname")
-        started, finished = time.time(), {}
+        started = time.time()
         while len(finished) < len(jobs):
             pending = [job for job in jobs if job["jid"] not in finished]
-            state = self._execute_module(
-                module_name="codacy.selfhosted.codacy_db_wait", task_vars=task_vars,
-                module_args={"started": {"results": []}, "interval": interval, "timeout": timeout,
-                             "_jobs": pending, "_async_dir": async_dir})
+            state = self._execute_module(module_name="codacy.selfhosted.codacy_db_wait", task_vars=task_vars,
+                                         module_args=dict(self._wait_args, _jobs=pending))
             if state.get("failed"):
-                return state
+                raise AnsibleActionFail("codacy_db_wait: %s" % state.get("msg"))
             now, running = time.time(), []
             for job, seen in zip(pending, state["jobs"]):
                 if seen["finished"]:
@@ -102,6 +146,3 @@ class ActionModule(ActionBase):
                     raise AnsibleActionFail("codacy_db_wait: migrations still running after %d s: %s"
                                             % (timeout, ", ".join(running)))
                 time.sleep(interval)
-        result.update(changed=any(r.get("changed") for r in finished.values()),
-                      results=[finished[job["jid"]] for job in jobs])
-        return result

@@ -64,6 +64,19 @@ SELECT pid, coalesce(usename, '?'), coalesce(application_name, ''),
  ORDER BY pid
 """
 
+# Connections this user may still open: to the server (superusers may also use the reserved
+# slots), to this database and as this role (the two limits do not apply to superusers).
+CONNECTION_ROOM_SQL = """
+SELECT current_setting('max_connections')::int
+       - (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')
+       - CASE WHEN r.rolsuper THEN 0 ELSE current_setting('superuser_reserved_connections')::int END,
+       CASE WHEN r.rolsuper OR d.datconnlimit < 0 THEN NULL
+            ELSE d.datconnlimit - (SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()) END,
+       CASE WHEN r.rolsuper OR r.rolconnlimit < 0 THEN NULL
+            ELSE r.rolconnlimit - (SELECT count(*) FROM pg_stat_activity WHERE usename = current_user) END
+  FROM pg_roles r, pg_database d WHERE r.rolname = current_user AND d.datname = current_database()
+"""
+
 SYSTEM_IDENTIFIER_SQL = "SELECT system_identifier::text FROM pg_control_system()"
 
 # Roles the restored objects refer to: owners and grantees recorded in pg_shdepend, plus
@@ -163,6 +176,17 @@ def describe_content(items, limit=5):
 
 def other_sessions(conn):
     return ["pid %s %s@%s (%s) %s" % row for row in fetchall(conn, SESSIONS_SQL)]
+
+
+def connection_shortfall(conn, endpoint, needed, what):
+    """A sentence when `endpoint` cannot take `needed` more connections (`what` says why), else None."""
+    server, database, role = fetchall(conn, CONNECTION_ROOM_SQL)[0]
+    for room, limit in ((server, "max_connections of the server"), (database, "the connection limit of the database"),
+                        (role, "the connection limit of role %s" % endpoint.user)):
+        if room is not None and room < needed:
+            return ("%s %s allows %d more connections (%s) but the migration opens up to %d (%s): lower jobs, "
+                    "or raise the limit" % (endpoint.role, endpoint.address, max(room, 0), limit, needed, what))
+    return None
 
 
 def missing_roles(source_conn, target_conn, skip_schema):

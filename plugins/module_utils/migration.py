@@ -12,17 +12,18 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import json
 import os
 import re
 import shlex
 import shutil
-import signal
 import subprocess
+import sys
 import tempfile
 import time
 
 from ansible_collections.codacy.selfhosted.plugins.module_utils import (
-    catalog, dbprops, fingerprint, marker, pgtools, progress, verify)
+    catalog, dbprops, fingerprint, guard, marker, pgtools, progress, verify)
 from ansible_collections.codacy.selfhosted.plugins.module_utils.connection import (
     ConnectionProblem, Endpoint, child_environment, write_passfile)
 from ansible_collections.codacy.selfhosted.plugins.module_utils.version import COLLECTION_VERSION
@@ -38,10 +39,7 @@ class Failure(Exception):
 
 
 def validate(params, probe_write=True):
-    """Problems with the options, as sentences naming the option, the value and what to do.
-
-    With probe_write, work_dir is proven writable by making and removing a directory in it
-    (permission bits do not tell for root, read-only mounts or immutable directories)."""
+    """Problems with the options, as sentences naming the option, the value and what to do."""
     problems = []
     for option in ("database", "target_database"):
         value = params[option]
@@ -72,23 +70,28 @@ def validate(params, probe_write=True):
     for schema in params["schemas"]:
         if not schema or "\x00" in schema:
             problems.append("schemas must hold non-empty schema names (got %r)" % (schema,))
-    work_dir = params["work_dir"]
-    if not os.path.isdir(work_dir):
-        problems.append("work_dir %s %s: create it, or choose a directory with room for the dump"
-                        % (work_dir, "is not a directory" if os.path.exists(work_dir) else "does not exist"))
-    elif not writable(work_dir, probe_write):
-        problems.append("work_dir %s is not writable by this user: choose a writable directory" % work_dir)
+    problem = work_dir_problem(params["work_dir"], probe_write)
+    if problem:
+        problems.append(problem)
     return problems
 
 
-def writable(directory, probe):
-    if not probe:
-        return os.access(directory, os.W_OK | os.X_OK)
-    try:
-        os.rmdir(tempfile.mkdtemp(prefix=".codacy_db_migrate-probe-", dir=directory))
-        return True
-    except OSError:
-        return False
+def work_dir_problem(work_dir, probe_write=True):
+    """A sentence when work_dir cannot hold dumps, else None. With probe_write it is proven
+    writable by making and removing a directory in it (permission bits do not tell for root,
+    read-only mounts or immutable directories)."""
+    if not os.path.isdir(work_dir):
+        return ("work_dir %s %s: create it, or choose a directory with room for the dump"
+                % (work_dir, "is not a directory" if os.path.exists(work_dir) else "does not exist"))
+    if probe_write:
+        try:
+            os.rmdir(tempfile.mkdtemp(prefix=".codacy_db_migrate-probe-", dir=work_dir))
+            return None
+        except OSError:
+            pass
+    elif os.access(work_dir, os.W_OK | os.X_OK):
+        return None
+    return "work_dir %s is not writable by this user: choose a writable directory" % work_dir
 
 
 def same_database(source_info, target_info, source, target, database, target_database):
@@ -194,6 +197,7 @@ class Migration:
         self.phase = "validate"
         self.private_dir = None
         self.queue = None
+        self.guard = None
         # Check mode writes nothing anywhere, not even progress.
         self.progress = progress.Progress(None if check_mode else self.params.get("progress_file"), self.database)
 
@@ -288,6 +292,11 @@ class Migration:
             if losses:
                 raise Failure("inspect", "schemas %s would not carry everything: %s. Use schemas: [] to migrate the "
                               "whole database" % (", ".join(self.schemas), "; ".join(losses)))
+        jobs = self.params["jobs"]
+        for endpoint, conn, needed in ((self.source, self.src, jobs + 3), (self.target, self.tgt, jobs + 2)):
+            shortfall = catalog.connection_shortfall(conn, endpoint, needed, "jobs %d plus the module's own" % jobs)
+            if shortfall:
+                raise Failure("inspect", shortfall)
         self.properties = dbprops.read(self.src)
         missing = set(catalog.missing_roles(self.src, self.tgt, marker.SCHEMA))
         missing.update(r for r in dbprops.roles_used(self.properties)
@@ -311,7 +320,7 @@ class Migration:
                       self.other_sessions, self.params["force"])
 
     # -- the copy (writes to the target only) -------------------------------------------------
-    def run_client(self, phase, argv, env, guard, done_pattern=None, total=None):
+    def run_client(self, phase, argv, env, done_pattern=None, total=None):
         """Run pg_dump/pg_restore/vacuumdb for `phase`, reporting progress from its verbose log."""
         self.commands.append(" ".join(shlex.quote(a) for a in argv))
         log_path = os.path.join(self.private_dir, "%s.log" % phase)
@@ -323,16 +332,18 @@ class Migration:
                 fields["bytes"] = dir_size(os.path.join(self.private_dir, "dump"))
             self.progress.update(**fields)
 
-        returncode, _ = self.timed(phase, pgtools.run, argv, env, log_path, guard, self.params["timeout"] or None,
-                                   on_poll)
+        returncode, _ = self.timed(phase, self.guard.run, argv, env, log_path, on_poll)
         if returncode != 0:
             errors = pgtools.first_errors(log_path)
             server = self.source.address if phase == "dump" else self.target.address
-            raise Failure(phase, "%s of %s failed on %s (exit %d): %s"
+            hint = ""
+            if any("No space left on device" in line for line in errors):
+                hint = ". work_dir %s is full: free space there or choose another work_dir" % self.params["work_dir"]
+            raise Failure(phase, "%s of %s failed on %s (exit %d): %s%s"
                           % (os.path.basename(argv[0]), self.database if phase == "dump" else self.target_database,
-                             server, returncode, " | ".join(errors) or "no error output"))
+                             server, returncode, " | ".join(errors) or "no error output", hint))
 
-    def copy(self, action, guard):
+    def copy(self, action):
         jobs = self.params["jobs"]
         env = child_environment(write_passfile(self.private_dir, [self.source, self.target]))
         dump_dir = os.path.join(self.private_dir, "dump")
@@ -352,7 +363,7 @@ class Migration:
         argv.append("--dbname=%s" % self.source.conninfo(self.database, read_only=True))
         tables = len(catalog.fetchall(snap, verify.TABLES_SQL, {"skip": marker.SCHEMA,
                                                                 "schemas": self.schemas or None}))
-        self.run_client("dump", argv, env, guard, r"dumping contents of table", tables)
+        self.run_client("dump", argv, env, r"dumping contents of table", tables)
         self.result["dump_bytes"] = dir_size(dump_dir)
 
         run_id = self.timed("record", marker.start, self.tgt, action, self.source_identity, self.source_fp,
@@ -363,7 +374,7 @@ class Migration:
         argv = [self.clients["pg_restore"], "--format=directory", "--jobs=%d" % jobs, "--exit-on-error",
                 "--no-tablespaces", "--no-password", "--verbose",
                 "--dbname=%s" % self.target.conninfo(self.target_database), "--use-list=%s" % toc_list, dump_dir]
-        self.run_client("restore", argv, env, guard, r"processing data for table", table_data)
+        self.run_client("restore", argv, env, r"processing data for table", table_data)
         self.progress.update(phase="properties")
         self.timed("properties", dbprops.apply, self.tgt, self.target_database, self.properties)
         self.progress.update(phase="verify")
@@ -371,7 +382,7 @@ class Migration:
         if self.params["analyze"]:
             argv = [self.clients["vacuumdb"], "--analyze-only", "--jobs=%d" % jobs, "--no-password",
                     "--dbname=%s" % self.target.conninfo(self.target_database)]
-            self.run_client("analyze", argv, env, guard)
+            self.run_client("analyze", argv, env)
         snap.rollback()
         self.progress.update(phase="record")
         self.timed("record", self.finish, run_id)
@@ -449,11 +460,11 @@ class Migration:
             self.result["changed"] = action != "unchanged"
             if action == "unchanged" or self.check_mode:
                 return self.result
-            with pgtools.SignalGuard() as guard:
-                self.wait_for_slot(guard)
+            with self.make_guard():
+                self.wait_for_slot()
                 self.private_dir = tempfile.mkdtemp(prefix="codacy_db_migrate-", dir=self.params["work_dir"])
                 try:
-                    self.copy(action, guard)
+                    self.copy(action)
                 finally:
                     self.remove_private_dir()
             return self.result
@@ -464,18 +475,36 @@ class Migration:
             self.progress.update(phase="finished", finished=True, action=self.result["action"])
             self.close()
 
-    def wait_for_slot(self, guard):
+    def make_guard(self):
+        """The guard of the writing part: signals, the run's time limit, and (for the role's
+        background runs) the controller's heartbeat in the queue directory."""
+        queue = self.params.get("queue") or {}
+        heartbeat = os.path.join(queue["dir"], "heartbeat") if queue.get("heartbeat_timeout") else None
+        self.guard = guard.Guard(time_limit=self.params["timeout"], heartbeat_file=heartbeat,
+                                 heartbeat_timeout=queue.get("heartbeat_timeout") or 0, on_abort=self.abort)
+        return self.guard
+
+    def abort(self, reason):
+        """Called by the watchdog when the main thread cannot clean up itself (it is blocked on
+        a stalled connection): remove the dump and passfile, and print the module's failure."""
+        if self.private_dir:
+            shutil.rmtree(self.private_dir, ignore_errors=True)
+        self.progress.update(phase="failed", finished=True)
+        print(json.dumps({"failed": True, "changed": True, "phase": self.phase, "action": self.result["action"],
+                          "database": self.database, "target_database": self.target_database,
+                          "msg": "%s: %s (phase %s; source %s, target %s); the target is left marked unfinished and "
+                                 "the next run starts it again" % (self.database, reason, self.phase,
+                                                                   self.source.address, self.target.address)}))
+        sys.stdout.flush()
+
+    def wait_for_slot(self):
         """With the role's queue, wait until this migration may run (N at a time, largest first)."""
         queue = self.params.get("queue")
         if not queue:
             return
         self.queue = progress.Queue(queue["dir"], queue["slots"], queue["position"])
         self.progress.update(phase="queued")
-
-        def on_wait():
-            if guard.parent_gone():
-                raise pgtools.Interrupted(signal.SIGHUP)
-        self.timed("queued", self.queue.acquire, on_wait)
+        self.timed("queued", self.queue.acquire)
 
     def remove_private_dir(self):
         """The dump and the passfile go, whatever happened; with keep_dump only the dump stays."""

@@ -1,24 +1,17 @@
 # -*- coding: utf-8 -*-
 # Copyright: Contributors to the codacy.selfhosted collection
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The PostgreSQL client programs: finding them, their versions, running them.
-
-Children run in their own process group and die with us: on SIGINT/SIGTERM/SIGHUP, on the
-death of our parent (ansible-playbook killed), or when we are killed (PR_SET_PDEATHSIG), so no
-pg_dump or pg_restore outlives the module.
-"""
+"""The PostgreSQL client programs: finding them, their versions, reading their errors.
+Running them, and ending them, is guard.py's job."""
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import ctypes
 import glob
 import os
 import re
-import signal
 import subprocess
-import time
 
 # Where distributions install versioned client binaries, newest first after sorting.
 CLIENT_DIR_GLOBS = ("/usr/lib/postgresql/*/bin", "/usr/pgsql-*/bin", "/usr/local/pgsql/bin",
@@ -28,14 +21,6 @@ CLIENT_PROGRAMS = ("pg_dump", "pg_restore", "vacuumdb")
 
 class ToolProblem(Exception):
     """A client program is missing, too old, or failed; str() is the message for the user."""
-
-
-class Interrupted(BaseException):
-    """A termination signal arrived; raised so that cleanup runs on the way out."""
-
-    def __init__(self, signum):
-        super(Interrupted, self).__init__("interrupted by signal %d" % signum)
-        self.signum = signum
 
 
 def major_of(version_text):
@@ -94,85 +79,6 @@ def check_client_version(clients, source_major, source_version):
             "least the server's major version. Install postgresql-client-%d or newer "
             "(e.g. apt-get install postgresql-client-%d) and set bin_dir if it is not found "
             "automatically" % (clients["version"], clients["dir"], source_version, source_major, source_major))
-
-
-def _child_setup():
-    # Runs in the child before exec: its own process group (so the whole group, workers
-    # included, can be stopped at once) and SIGKILL for it if the module process dies.
-    os.setpgid(0, 0)
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
-
-
-class SignalGuard:
-    """Turn SIGTERM/SIGHUP/SIGINT into `Interrupted` while migrating, so `finally` cleanup runs."""
-
-    SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
-
-    def __enter__(self):
-        self._previous = dict((s, signal.getsignal(s)) for s in self.SIGNALS)
-        for sig in self.SIGNALS:
-            signal.signal(sig, self._raise)
-        self.parent = os.getppid()
-        return self
-
-    @staticmethod
-    def _raise(signum, frame):
-        raise Interrupted(signum)
-
-    def parent_gone(self):
-        return os.getppid() != self.parent
-
-    def __exit__(self, *exc):
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-        return False
-
-
-def stop_group(proc, grace=5.0):
-    """End a child and its process group (pg_dump/pg_restore workers), politely then firmly."""
-    if proc.poll() is not None:
-        return
-    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, grace)):
-        try:
-            os.killpg(proc.pid, sig)
-        except OSError:
-            return
-        try:
-            proc.wait(wait)
-            return
-        except subprocess.TimeoutExpired:
-            continue
-
-
-def run(argv, env, log_path, guard=None, timeout=None, on_poll=None):
-    """Run a client program, stderr to log_path; return (returncode, seconds).
-
-    Raises Interrupted on a signal or when our parent disappears, ToolProblem on timeout;
-    in both cases the child's whole process group is stopped first."""
-    started = time.time()
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                preexec_fn=_child_setup, close_fds=True)  # noqa: PLW1509 (no thread forks meanwhile)
-    try:
-        while True:
-            try:
-                proc.wait(0.5)
-                break
-            except subprocess.TimeoutExpired:
-                pass
-            if guard is not None and guard.parent_gone():
-                raise Interrupted(signal.SIGHUP)
-            if timeout and time.time() - started > timeout:
-                raise ToolProblem("%s did not finish within %d s (timeout)" % (os.path.basename(argv[0]), timeout))
-            if on_poll is not None:
-                on_poll()
-    finally:
-        stop_group(proc)
-    return proc.returncode, time.time() - started
 
 
 def first_errors(log_path, limit=5):

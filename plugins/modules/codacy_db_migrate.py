@@ -112,8 +112,12 @@ options:
     default: 10
   timeout:
     description:
-      - Limit in seconds for the dump and for the restore of this database, each. V(0) means no limit.
-      - A stalled network is also detected by TCP keepalives after about 60 seconds of silence.
+      - Limit in seconds for the whole copy of this database (dump, restore, verification, ANALYZE), from
+        the moment it starts. When it passes, the run ends with an error, its children are stopped, the dump
+        is removed and the copy stays marked unfinished. V(0) means no limit.
+      - This is what ends a run on a network that stalls without breaking (a proxy or firewall that stops
+        forwarding): a dead peer is also detected by TCP keepalives after about 60 seconds, and each
+        connection attempt gives up after O(connect_timeout).
     type: int
     default: 0
   progress_file:
@@ -138,6 +142,13 @@ options:
         default: 1
       position:
         description: This migration's place in the queue (0 first).
+        type: int
+        default: 0
+      heartbeat_timeout:
+        description:
+          - End the migration (cleanly, leaving the copy marked unfinished) when the file C(heartbeat) in
+            O(queue.dir) is older than this many seconds, meaning that whoever started this background
+            run stopped waiting for it (M(codacy.selfhosted.codacy_db_wait) touches it). V(0) disables it.
         type: int
         default: 0
 attributes:
@@ -289,7 +300,7 @@ import traceback
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.codacy.selfhosted.plugins.module_utils import pgtools
+from ansible_collections.codacy.selfhosted.plugins.module_utils import guard, pgtools
 from ansible_collections.codacy.selfhosted.plugins.module_utils.connection import (
     HAS_PSYCOPG2, PSYCOPG2_IMPORT_ERROR, ConnectionProblem, endpoint_argument_spec)
 from ansible_collections.codacy.selfhosted.plugins.module_utils.migration import Failure, Migration, validate
@@ -314,6 +325,7 @@ ARGUMENT_SPEC = dict(
         dir=dict(type="path", required=True),
         slots=dict(type="int", default=1),
         position=dict(type="int", default=0),
+        heartbeat_timeout=dict(type="int", default=0),
     )),
 )
 
@@ -334,10 +346,11 @@ def main():
                          **dict(migration.result, action=exc.action or migration.result["action"], changed=touched))
     except (ConnectionProblem, pgtools.ToolProblem) as exc:
         module.fail_json(msg=str(exc), phase="inspect", **dict(migration.result, changed=False))
-    except pgtools.Interrupted as exc:
-        module.fail_json(msg="%s: %s during phase %s; the target is left marked unfinished and the next run starts "
-                         "it again" % (migration.database, exc, migration.phase), phase=migration.phase,
-                         **migration.result)
+    except guard.Interrupted as exc:
+        module.fail_json(msg="%s: %s (phase %s; source %s, target %s); the target is left marked unfinished and the "
+                         "next run starts it again" % (migration.database, exc.reason, migration.phase,
+                                                       migration.source.address, migration.target.address),
+                         phase=migration.phase, **dict(migration.result, changed=True))
     except Exception as exc:  # pylint: disable=broad-except
         module.fail_json(msg="%s: unexpected error in phase %s (source %s, target %s): %s"
                          % (migration.database, migration.phase, migration.source.address, migration.target.address,

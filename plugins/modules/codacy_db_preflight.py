@@ -153,7 +153,7 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.codacy.selfhosted.plugins.module_utils import catalog, pgtools
 from ansible_collections.codacy.selfhosted.plugins.module_utils.connection import (
     HAS_PSYCOPG2, PSYCOPG2_IMPORT_ERROR, ConnectionProblem, Endpoint, endpoint_argument_spec)
-from ansible_collections.codacy.selfhosted.plugins.module_utils.migration import Failure, Migration
+from ansible_collections.codacy.selfhosted.plugins.module_utils.migration import Failure, Migration, work_dir_problem
 
 # Databases that managed services and PostgreSQL keep for themselves: never migrated, never warned about.
 SYSTEM_DATABASES = ("postgres", "template0", "template1", "rdsadmin", "azure_maintenance", "azure_sys",
@@ -196,12 +196,6 @@ SELECT coalesce(sum(pg_table_size(c.oid)), 0) FROM pg_class c JOIN pg_namespace 
  WHERE c.relkind IN ('r', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
    AND n.nspname NOT LIKE 'pg\\_toast%%'
 """
-
-CONNECTION_ROOM_SQL = """
-SELECT current_setting('max_connections')::int - current_setting('superuser_reserved_connections')::int
-       - (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')
-"""
-
 
 def normalize_databases(items):
     """[{'name', 'target_name'}] from names or dicts; raises ValueError naming a bad item."""
@@ -391,9 +385,9 @@ class Preflight:
 
     def check_space(self, entries):
         work_dir = self.params["work_dir"]
-        if not os.path.isdir(work_dir):
-            self.problems.append("work_dir %s does not exist: create it, or choose a directory with room for the dumps"
-                                 % work_dir)
+        problem = work_dir_problem(work_dir, probe_write=not self.module.check_mode)
+        if problem:
+            self.problems.append(problem)
             return
         stat = os.statvfs(work_dir)
         free = stat.f_bavail * stat.f_frsize
@@ -405,17 +399,16 @@ class Preflight:
                                  % (work_dir, human(free), min(len(largest), self.params["concurrency"]), human(needed)))
 
     def check_connection_room(self, src, tgt):
-        # Per database at most: pg_dump/pg_restore workers and their leader, the module's own two
-        # connections, and the verification workers (which run after the dump ended).
+        # Per database at most: pg_dump/pg_restore workers and their leader, and the module's own
+        # two connections; every database in the queue's slots at once. (Each database's own
+        # connection limit is checked by the migration module's decision.)
         needed = self.params["concurrency"] * (self.params["jobs"] + 3)
+        what = "concurrency %d x (jobs %d + 3)" % (self.params["concurrency"], self.params["jobs"])
         for endpoint, conn in ((self.source, src), (self.target, tgt)):
-            room = catalog.fetchall(conn, CONNECTION_ROOM_SQL)[0][0]
-            if room < needed:
-                self.problems.append("%s server %s accepts %d more connections but the migration opens up to %d "
-                                     "(concurrency %d x (jobs %d + 3)): lower db_migration_jobs or "
-                                     "db_migration_concurrency, or raise max_connections"
-                                     % (endpoint.role, endpoint.address, room, needed, self.params["concurrency"],
-                                        self.params["jobs"]))
+            shortfall = catalog.connection_shortfall(conn, endpoint, needed, what)
+            if shortfall:
+                self.problems.append(shortfall.replace("lower jobs", "lower db_migration_jobs or "
+                                                                    "db_migration_concurrency"))
 
 
 def main():

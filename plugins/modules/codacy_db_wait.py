@@ -14,7 +14,10 @@ version_added: 0.1.0
 description:
   - Waits for M(codacy.selfhosted.codacy_db_migrate) tasks started in the background (C(async) with
     C(poll=0)) and prints, every O(interval) seconds, which database is in which phase and how far it is,
-    so a long restore never looks hung. Returns every job's result, in the order of O(jobs).
+    so a long restore never looks hung. Returns every job's result, in the order they were started.
+  - While it waits, it touches the file C(heartbeat) beside the jobs' progress files; migrations started
+    with O(codacy.selfhosted.codacy_db_migrate#module:queue.heartbeat_timeout) end when it stops (for example
+    when ansible-playbook is interrupted), so that nothing keeps running unwatched.
   - It does not fail when a migration failed; the failed results are returned for the caller to report.
 author:
   - Codacy Self-hosted platform engineering
@@ -117,6 +120,22 @@ def job_state(job, async_dir):
     return {"name": job["name"], "finished": False, "progress": progress}
 
 
+def heartbeat_files(jobs):
+    return set(os.path.join(os.path.dirname(job["progress_file"]), "heartbeat")
+               for job in jobs if job.get("progress_file"))
+
+
+def beat(jobs):
+    """Tell the background migrations that someone still waits for them (see the `queue.heartbeat_timeout`
+    option of codacy_db_migrate): touch `heartbeat` beside their progress files."""
+    for path in heartbeat_files(jobs):
+        try:
+            with open(path, "a"):
+                os.utime(path, None)
+        except OSError:
+            pass
+
+
 def main():
     module = AnsibleModule(
         argument_spec=dict(
@@ -129,6 +148,7 @@ def main():
         ),
         supports_check_mode=True,
     )
+    beat(module.params["_jobs"])
     jobs = [job_state(job, module.params["_async_dir"]) for job in module.params["_jobs"]]
     module.exit_json(changed=False, jobs=jobs)
 

@@ -1,5 +1,8 @@
 """A small source database holding every kind of object the module must carry."""
 
+import os
+import time
+
 from psycopg2 import sql
 
 FEATURES_SQL = r"""
@@ -75,3 +78,67 @@ def create_feature_database(server, dbname):
 
 def execute(server, dbname, statement, args=None):
     return server.execute(statement, args, dbname=dbname)
+
+
+def add_bulk(server, dbname, rows=1500000):
+    """Make the restore last a few seconds so it can be interrupted in the middle."""
+    execute(server, dbname, "CREATE TABLE bulk AS SELECT i AS id, md5(i::text) AS a, repeat(md5((-i)::text), 3) AS b"
+                            " FROM generate_series(1, %s) i; ALTER TABLE bulk ADD PRIMARY KEY (id);"
+                            " CREATE INDEX bulk_a ON bulk (a); CREATE INDEX bulk_b ON bulk (b)", (rows,))
+
+
+def processes(name, needle):
+    """pids of running `name` processes whose argv contains `needle`."""
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % pid, "rb") as handle:
+                argv = handle.read().split(b"\0")
+        except OSError:
+            continue
+        if argv and os.path.basename(argv[0].decode(errors="replace")) == name and \
+                any(needle.encode() in arg for arg in argv):
+            found.append(int(pid))
+    return found
+
+
+def holders(path):
+    """pids of processes with a file or their working directory under `path` (a module still
+    running there, or a child it left behind)."""
+    path = os.path.realpath(path) + os.sep
+    found = set()
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            links = [os.readlink("/proc/%s/cwd" % pid)]
+            links += [os.readlink("/proc/%s/fd/%s" % (pid, fd)) for fd in os.listdir("/proc/%s/fd" % pid)]
+        except OSError:
+            continue
+        if any((link + os.sep).startswith(path) for link in links):
+            found.add(int(pid))
+    return sorted(found)
+
+
+def wait_for(predicate, timeout=120, what="condition"):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError("timed out waiting for %s" % what)
+
+
+def restoring(server, dbname):
+    """True once pg_restore is loading rows into the target (the marker says in progress)."""
+    try:
+        rows = execute(server, dbname, "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                                       " AND query ILIKE 'COPY public.bulk%%'")
+        return rows[0][0] > 0
+    except Exception:  # the server may be between states
+        return False
+
+

@@ -77,8 +77,8 @@ class TestFirstMigration:
         analyzed = execute(target, migrated, "SELECT count(*) FROM pg_stats WHERE tablename = 'issue'")[0][0]
         assert analyzed > 0
 
-    def test_weird_names_and_password(self, source, target, run_module, work_dir):
-        name = 'we"ird db;--'
+    @pytest.mark.parametrize("name", ['we"ird db;--', "new\nline's $(db)"])
+    def test_weird_names_and_password(self, source, target, run_module, work_dir, name):
         create_feature_database(source, name)
         create_database(target, name)
         result = run_module(module_args(source, target, name, work_dir))
@@ -227,6 +227,21 @@ class TestBadInput:
         assert result["failed"]
         assert "source authentication failed for postgres@127.0.0.1:%d" % source.port in result["msg"]
         assert PASSWORD not in result["msg"] and PASSWORD not in result["_stdout"] + result["_stderr"]
+
+    def test_unresolvable_host(self, source, target, dbname, run_module, work_dir):
+        create_database(source, dbname)
+        args = module_args(source, target, dbname, work_dir)
+        args["target"]["host"] = "no-such-host.invalid"
+        result = run_module(args)
+        assert result["failed"] and "target host 'no-such-host.invalid' cannot be resolved" in result["msg"]
+
+    def test_unknown_option(self, source, target, dbname, run_module, work_dir):
+        result = run_module(module_args(source, target, dbname, work_dir, compression="zstd"))
+        assert result["failed"] and "Unsupported parameters" in result["msg"] and "compression" in result["msg"]
+
+    def test_unknown_verify_mode(self, source, target, dbname, run_module, work_dir):
+        result = run_module(module_args(source, target, dbname, work_dir, verify="everything"))
+        assert result["failed"] and "verify must be one of: counts, checksums, none, got: everything" in result["msg"]
 
     def test_unknown_sslmode(self, source, target, dbname, run_module, work_dir):
         args = module_args(source, target, dbname, work_dir)

@@ -1,0 +1,229 @@
+"""Fault injection: every failure ends in a clear message (database, server, phase), an untouched
+source, a target that is untouched or marked unfinished, no dump directory, passfile or child
+process left behind, and a next run that finishes the job."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.integration.conftest import PASSWORD, module_args, succeeded
+from tests.integration.features import (
+    add_bulk, create_database, create_feature_database, execute, holders, processes, restoring, wait_for)
+from tests.support.compare import compare, diff, snapshot
+from tests.support.pgserver import PgServer
+from tests.support.proxy import StallingProxy
+
+
+@pytest.fixture
+def own_source():
+    with PgServer(password=PASSWORD) as server:
+        yield server
+
+
+@pytest.fixture
+def own_target():
+    with PgServer(password=PASSWORD) as server:
+        yield server
+
+
+def big_database(source, target, dbname):
+    create_feature_database(source, dbname)
+    add_bulk(source, dbname)
+    create_database(target, dbname)
+    return snapshot(source.params(), dbname)
+
+
+def marker_states(server, dbname):
+    if not execute(server, dbname, "SELECT to_regclass('codacy_migration.runs') IS NOT NULL")[0][0]:
+        return []
+    return [row[0] for row in execute(server, dbname, "SELECT state FROM codacy_migration.runs ORDER BY id")]
+
+
+def assert_nothing_left(work_dir, dbname):
+    leftovers = [os.path.join(root, name) for root, dirs, files in os.walk(work_dir) for name in dirs + files]
+    assert leftovers == [], "left behind: %s" % leftovers
+    for program in ("pg_dump", "pg_restore", "vacuumdb"):
+        assert processes(program, "dbname=" + dbname) == [], "%s still runs" % program
+    assert holders(work_dir) == [], "processes still use the work directory"
+
+
+def test_source_stops_during_the_dump(own_source, target, dbname, run_module, work_dir):
+    before = big_database(own_source, target, dbname)
+    proc = run_module.popen(module_args(own_source, target, dbname, work_dir))
+    wait_for(lambda: processes("pg_dump", "dbname=" + dbname), what="pg_dump to start")
+    wait_for(lambda: any(files for _, _, files in os.walk(work_dir)), what="the dump to write")
+    own_source.stop(mode="immediate")
+    result = run_module.result(proc)
+    assert result["failed"] and result["phase"] == "dump", result.get("msg")
+    assert dbname in result["msg"] and "127.0.0.1:%d" % own_source.port in result["msg"]
+    assert marker_states(target, dbname) == [], "the target was touched although the dump failed"
+    assert execute(target, dbname, "SELECT count(*) FROM pg_class WHERE relnamespace = 'public'::regnamespace")[0][0] == 0
+    assert_nothing_left(work_dir, dbname)
+    own_source.start()
+    # Crash recovery itself moves sequences ahead (PostgreSQL WAL-logs them 32 values at a time).
+    assert diff(before, snapshot(own_source.params(), dbname), ignore=("sequences",)) == []
+    succeeded(run_module(module_args(own_source, target, dbname, work_dir)), "migrated")
+    assert compare(own_source.params(), dbname, target.params(), dbname) == []
+
+
+def test_target_stops_during_the_restore(source, own_target, dbname, run_module, work_dir):
+    before = big_database(source, own_target, dbname)
+    proc = run_module.popen(module_args(source, own_target, dbname, work_dir))
+    wait_for(lambda: restoring(own_target, dbname), what="the restore to start")
+    own_target.stop(mode="immediate")
+    result = run_module.result(proc)
+    assert result["failed"] and result["phase"] == "restore", result.get("msg")
+    assert dbname in result["msg"] and "127.0.0.1:%d" % own_target.port in result["msg"]
+    assert_nothing_left(work_dir, dbname)
+    assert snapshot(source.params(), dbname) == before
+    own_target.start()
+    assert marker_states(own_target, dbname) == ["in_progress"]
+    succeeded(run_module(module_args(source, own_target, dbname, work_dir)), "resumed")
+    assert compare(source.params(), dbname, own_target.params(), dbname) == []
+
+
+def test_pg_restore_killed(source, target, dbname, run_module, work_dir):
+    before = big_database(source, target, dbname)
+    proc = run_module.popen(module_args(source, target, dbname, work_dir))
+    wait_for(lambda: restoring(target, dbname), what="the restore to start")
+    pids = processes("pg_restore", "dbname=" + dbname)
+    assert pids, "no pg_restore process found"
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+    result = run_module.result(proc)
+    assert result["failed"] and result["phase"] == "restore" and dbname in result["msg"]
+    assert_nothing_left(work_dir, dbname)
+    assert snapshot(source.params(), dbname) == before
+    assert marker_states(target, dbname) == ["in_progress"]
+    succeeded(run_module(module_args(source, target, dbname, work_dir)), "resumed")
+    assert compare(source.params(), dbname, target.params(), dbname) == []
+    succeeded(run_module(module_args(source, target, dbname, work_dir)), "unchanged")
+
+
+def test_work_dir_fills_up_during_the_dump(source, target, dbname, run_module, tmp_path):
+    before = big_database(source, target, dbname)
+    small = tmp_path / "small"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(small)], check=True)
+    try:
+        result = run_module(module_args(source, target, dbname, str(small)))
+        assert_nothing_left(str(small), dbname)
+    finally:
+        subprocess.run(["umount", str(small)], check=True)
+    assert result["failed"] and result["phase"] == "dump", result.get("msg")
+    assert "No space left on device" in result["msg"] and "work_dir %s is full" % small in result["msg"]
+    assert marker_states(target, dbname) == []
+    assert snapshot(source.params(), dbname) == before
+    bigger = tmp_path / "bigger"
+    bigger.mkdir()
+    succeeded(run_module(module_args(source, target, dbname, str(bigger))), "migrated")
+    assert compare(source.params(), dbname, target.params(), dbname) == []
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_ansible_playbook_interrupted_during_the_restore(source, target, dbname, run_module, work_dir, signum):
+    before = big_database(source, target, dbname)
+    proc = run_module.popen(module_args(source, target, dbname, work_dir))
+    wait_for(lambda: restoring(target, dbname), what="the restore to start")
+    proc.send_signal(signum)  # to ansible-playbook alone, not to its process group
+    proc.communicate(timeout=120)
+    # Its children notice within seconds that it is gone, and clean up.
+    wait_for(lambda: not processes("pg_restore", "dbname=" + dbname) and not holders(work_dir),
+             timeout=60, what="the module and pg_restore to end")
+    wait_for(lambda: not os.listdir(work_dir), timeout=30, what="the dump directory to be removed")
+    assert_nothing_left(work_dir, dbname)
+    assert snapshot(source.params(), dbname) == before
+    assert marker_states(target, dbname) == ["in_progress"]
+    succeeded(run_module(module_args(source, target, dbname, work_dir)), "resumed")
+    assert compare(source.params(), dbname, target.params(), dbname) == []
+
+
+def test_stalled_network_ends_at_the_time_limit(source, target, dbname, run_module, work_dir):
+    before = big_database(source, target, dbname)
+    proxy = StallingProxy(target.port)
+    try:
+        through_proxy = dict(target.endpoint(), port=proxy.port)
+        args = module_args(source, target, dbname, work_dir, timeout=25)
+        args["target"] = through_proxy
+        started = time.time()
+        proc = run_module.popen(args)
+        wait_for(lambda: restoring(target, dbname), what="the restore to start")
+        proxy.stall()
+        result = run_module.result(proc)
+        elapsed = time.time() - started
+    finally:
+        proxy.close()
+    assert result["failed"], result
+    assert "did not finish within its time limit of 25 s" in result["msg"] and dbname in result["msg"]
+    assert "phase restore" in result["msg"] or "phase verify" in result["msg"], result["msg"]
+    assert elapsed < 25 + 60, "the run took %d s to give up" % elapsed
+    assert_nothing_left(work_dir, dbname)
+    assert snapshot(source.params(), dbname) == before
+    succeeded(run_module(module_args(source, target, dbname, work_dir)), "resumed")
+    assert compare(source.params(), dbname, target.params(), dbname) == []
+
+
+def test_second_run_on_the_same_target_is_refused(source, target, dbname, run_module, work_dir, tmp_path):
+    big_database(source, target, dbname)
+    first = run_module.popen(module_args(source, target, dbname, work_dir))
+    wait_for(lambda: restoring(target, dbname), what="the restore to start")
+    second_dir = tmp_path / "second"
+    second_dir.mkdir()
+    from tests.integration.conftest import ModuleRunner
+    second = ModuleRunner(second_dir)(module_args(source, target, dbname, work_dir))
+    assert second["failed"] and second["action"] == "refused" and second["changed"] is False
+    assert "another run is migrating into %s" % dbname in second["msg"]
+    succeeded(run_module.result(first), "migrated")
+    assert compare(source.params(), dbname, target.params(), dbname) == []
+
+
+def test_too_few_connections_on_the_target(source, dbname, run_module, work_dir):
+    with PgServer(password=PASSWORD, settings={"max_connections": 8}) as small_target:
+        create_feature_database(source, dbname)
+        create_database(small_target, dbname)
+        execute(small_target, "postgres", "CREATE ROLE admin LOGIN PASSWORD 'adminpw' CREATEDB")
+        execute(small_target, "postgres", 'ALTER DATABASE "%s" OWNER TO admin' % dbname)
+        args = module_args(source, small_target, dbname, work_dir, jobs=4)
+        args["target"] = dict(small_target.endpoint(), user="admin", password="adminpw")
+        result = run_module(args)
+        assert result["failed"] and result["phase"] == "inspect"
+        assert "target 127.0.0.1:%d allows" % small_target.port in result["msg"], result["msg"]
+        assert "the migration opens up to 6" in result["msg"]
+        assert execute(small_target, dbname, "SELECT to_regnamespace('codacy_migration')")[0][0] is None
+
+
+def test_role_interrupted_during_the_restore_ends_its_background_jobs(source, target, dbname, tmp_path):
+    """The role runs migrations in the background; when ansible-playbook is interrupted they
+    notice (the heartbeat stops) and end with their cleanup."""
+    from tests.integration.test_role import Play
+    create_feature_database(source, "analysis")
+    add_bulk(source, "analysis", rows=3000000)
+    before = snapshot(source.params(), "analysis")
+    play = Play(tmp_path, source, target)
+    variables = dict(play.vars, db_migration_databases=["analysis"])
+    vars_file = str(tmp_path / "vars-async.json")
+    with open(vars_file, "w") as handle:
+        json.dump(variables, handle)
+    os.chmod(vars_file, 0o600)
+    from tests.integration.conftest import ansible_env
+    from tests.integration.test_role import PLAYBOOK
+    proc = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", play.inventory,
+                             "-e", "@" + vars_file, PLAYBOOK], env=ansible_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, cwd=str(tmp_path))
+    wait_for(lambda: restoring(target, "analysis"), timeout=300, what="the restore to start")
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=120)
+    wait_for(lambda: not processes("pg_restore", "dbname=analysis"), timeout=120,
+             what="the background migration to notice and end")
+    wait_for(lambda: not [d for d in os.listdir(str(play.work_dir)) if d.startswith("codacy_db_migrate-")],
+             timeout=30, what="the dump directory to be removed")
+    assert snapshot(source.params(), "analysis") == before
+    assert marker_states(target, "analysis") == ["in_progress"]
+    again = play(db_migration_databases=["analysis"])
+    assert again.returncode == 0, again.output
+    assert compare(source.params(), "analysis", target.params(), "analysis") == []
