@@ -9,7 +9,7 @@ export ANSIBLE_LOCALHOST_WARNING := False
 export ANSIBLE_INVENTORY_UNPARSED_WARNING := False
 PYTEST_ARGS ?=
 
-.PHONY: help demo demo-clean system venv collection test unit integration lint clean constraints
+.PHONY: help demo demo-clean system venv collection test pytest unit integration lint sanity clean constraints
 
 help:
 	@echo "make demo         migrate sample data between two throwaway local servers (DEMO_SCALE_MB=100)"
@@ -17,7 +17,8 @@ help:
 	@echo "make test         create .venv and run every test (what CI runs)"
 	@echo "make unit         unit tests only"
 	@echo "make integration  module tests against throwaway PostgreSQL servers"
-	@echo "make lint         ansible-lint, yamllint and ruff"
+	@echo "make lint         ruff, yamllint, ansible-lint, antsibull-changelog and antsibull-docs lint"
+	@echo "make sanity       ansible-test sanity"
 	@echo "make clean        remove .venv, build/ and test output"
 
 demo: venv collection
@@ -44,7 +45,9 @@ $(COLLECTION_LINK):
 	mkdir -p $(dir $@)
 	ln -sfn ../../../.. $@
 
-test: system venv collection lint
+test: system venv collection lint sanity pytest
+
+pytest: system venv collection
 	$(BIN)/pytest -p no:cacheprovider tests/unit tests/support tests/integration $(PYTEST_ARGS)
 
 unit: venv collection
@@ -54,9 +57,15 @@ integration: system venv collection
 	$(BIN)/pytest -p no:cacheprovider tests/integration $(PYTEST_ARGS)
 
 lint: venv collection
-	$(BIN)/ruff check plugins tests
+	$(BIN)/ruff check plugins tests bench demo
 	$(BIN)/yamllint -s .
 	$(BIN)/ansible-lint --profile production
+	$(BIN)/antsibull-changelog lint
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/antsibull-docs lint-collection-docs --plugin-docs .
+
+# ansible-test sanity on what the collection ships (see tests/sanity/run.sh)
+sanity: venv
+	BIN=$(BIN) tests/sanity/run.sh
 
 constraints: venv
 	$(BIN)/pip freeze --exclude-editable > constraints.txt

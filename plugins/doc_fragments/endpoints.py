@@ -6,8 +6,73 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-# The suboptions of a server, written once and used for `source` and `target`.
-_SERVER = r"""
+
+class ModuleDocFragment(object):
+    # Both servers of a migration; `target` reuses `source`'s suboptions through a YAML anchor.
+    DOCUMENTATION = r"""
+options:
+  source:
+    description:
+      - How to reach the server that holds the databases to migrate.
+      - The connections are read-only (C(default_transaction_read_only)), so nothing is ever written to the source.
+      - The user must be a superuser or a member of the managed service's admin role
+        (for example C(rds_superuser)), so that pg_dump can read every object.
+    type: dict
+    required: true
+    suboptions: &server
+      host:
+        description:
+          - Host name or IP address of the server.
+        type: str
+        required: true
+      port:
+        description:
+          - TCP port of the server.
+        type: int
+        default: 5432
+      user:
+        description:
+          - Role to connect as.
+        type: str
+        required: true
+      password:
+        description:
+          - Password of the user.
+          - Given to C(pg_dump) and C(pg_restore) through a private 0600 passfile, never on a command line.
+          - When omitted, libpq's own sources apply (C(PGPASSWORD), C(PGPASSFILE), C(~/.pgpass)).
+        type: str
+      sslmode:
+        description:
+          - libpq C(sslmode) for this server.
+        type: str
+        default: prefer
+        choices: [disable, allow, prefer, require, verify-ca, verify-full]
+      sslrootcert:
+        description:
+          - File with the certificate authorities that may sign the server's certificate
+            (for C(sslmode=verify-ca) or C(sslmode=verify-full)).
+        type: path
+  target:
+    description:
+      - How to reach the server that receives the copies.
+      - The user must be a superuser or a member of the managed service's admin role
+        (for example C(rds_superuser)), and be able to act as the owners of the restored objects.
+    type: dict
+    required: true
+    suboptions: *server
+requirements:
+  - psycopg2 (C(psycopg2-binary)) on the host that runs the module.
+"""
+
+    # Only the target server. Its suboptions are the same text as above (ansible-test wants
+    # literal strings here); tests/unit/test_docs.py keeps the two equal.
+    TARGET = r"""
+options:
+  target:
+    description:
+      - How to reach the server that receives the copies.
+      - The user must be a superuser or a member of the managed service's admin role
+        (for example C(rds_superuser)), and be able to act as the owners of the restored objects.
     type: dict
     required: true
     suboptions:
@@ -43,34 +108,7 @@ _SERVER = r"""
           - File with the certificate authorities that may sign the server's certificate
             (for C(sslmode=verify-ca) or C(sslmode=verify-full)).
         type: path
-"""
 
-_SOURCE = r"""
-  source:
-    description:
-      - How to reach the server that holds the databases to migrate.
-      - The connections are read-only (C(default_transaction_read_only)), so nothing is ever written to the source.
-      - The user must be a superuser or a member of the managed service's admin role
-        (for example C(rds_superuser)), so that pg_dump can read every object.
-""" + _SERVER
-
-_TARGET = r"""
-  target:
-    description:
-      - How to reach the server that receives the copies.
-      - The user must be a superuser or a member of the managed service's admin role
-        (for example C(rds_superuser)), and be able to act as the owners of the restored objects.
-""" + _SERVER
-
-_REQUIREMENTS = r"""
 requirements:
   - psycopg2 (C(psycopg2-binary)) on the host that runs the module.
 """
-
-
-class ModuleDocFragment(object):
-    # Both servers of a migration.
-    DOCUMENTATION = "options:" + _SOURCE + _TARGET + _REQUIREMENTS
-
-    # Only the target server.
-    TARGET = "options:" + _TARGET + _REQUIREMENTS

@@ -10,7 +10,10 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from psycopg2 import sql
+try:
+    from psycopg2 import sql
+except ImportError:  # reported by the modules through connection.HAS_PSYCOPG2
+    sql = None
 
 FIRST_NORMAL_OID = 16384
 
@@ -92,7 +95,6 @@ UNION
 SELECT pg_get_userbyid(n.nspowner) FROM pg_namespace n
  WHERE n.oid >= %(first)s AND n.nspname <> %(skip)s AND n.nspname NOT LIKE 'pg\\_%%'
 """
-
 
 
 def grants_query(acl_column, catalog_and_condition):

@@ -9,7 +9,10 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from psycopg2 import sql
+try:
+    from psycopg2 import sql
+except ImportError:  # reported by the modules through connection.HAS_PSYCOPG2
+    sql = None
 
 from ansible_collections.codacy.selfhosted.plugins.module_utils.catalog import (
     apply_grants, fetchall, grants_query)
@@ -72,15 +75,15 @@ def read(conn):
     settings = []
     for role, config in fetchall(conn, SETTINGS_SQL):
         for item in config or []:
-            name, _, value = item.partition("=")
+            name, value = item.split("=", 1)
             settings.append((role, name, value))
     return {"connection_limit": connlimit, "comment": comment,
             "grants": fetchall(conn, DB_GRANTS) if has_acl else None, "settings": settings}
 
 
 def roles_used(props):
-    roles = set(role for role, _, _ in props["settings"] if role)
-    roles.update(grantee for grantee, _, _ in props["grants"] or [] if grantee)
+    roles = set(setting[0] for setting in props["settings"] if setting[0])
+    roles.update(grant[0] for grant in props["grants"] or [] if grant[0])
     return roles
 
 
@@ -89,7 +92,7 @@ def apply(conn, database, props):
     db = sql.Identifier(database)
     with conn.cursor() as cur:
         cur.execute(sql.SQL("ALTER DATABASE {} RESET ALL").format(db))
-        for role, _ in fetchall(conn, SETTINGS_SQL):
+        for role, _config in fetchall(conn, SETTINGS_SQL):
             if role:
                 cur.execute(sql.SQL("ALTER ROLE {} IN DATABASE {} RESET ALL").format(sql.Identifier(role), db))
         for role, name, value in props["settings"]:
@@ -100,7 +103,7 @@ def apply(conn, database, props):
         cur.execute(sql.SQL("COMMENT ON DATABASE {} IS {}").format(db, sql.Literal(props["comment"])))
         if props["grants"] is not None:
             on_db = sql.SQL("DATABASE {}").format(db)
-            for grantee, _, _ in fetchall(conn, DB_GRANTS):
+            for grantee, _privilege, _grantable in fetchall(conn, DB_GRANTS):
                 cur.execute(sql.SQL("REVOKE ALL ON {} FROM {}").format(
                     on_db, sql.SQL("PUBLIC") if grantee is None else sql.Identifier(grantee)))
             cur.execute(sql.SQL("REVOKE ALL ON {} FROM PUBLIC").format(on_db))

@@ -57,7 +57,7 @@ def _start_time(pid):
 def _ancestors(levels=2):
     """(pid, start time) of our parent and grandparent: the shell and the Ansible worker that ran us."""
     found, pid = [], os.getppid()
-    for _ in range(levels):
+    for _level in range(levels):
         if pid <= 1:
             break
         found.append((pid, _start_time(pid)))

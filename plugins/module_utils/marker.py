@@ -16,7 +16,10 @@ __metaclass__ = type
 
 import json
 
-from psycopg2 import sql
+try:
+    from psycopg2 import sql
+except ImportError:  # reported by the modules through connection.HAS_PSYCOPG2
+    sql = None
 
 SCHEMA = "codacy_migration"
 TABLE = "runs"

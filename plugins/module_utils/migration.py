@@ -158,7 +158,7 @@ def creates_existing_schema(toc_line, existing):
 
 def dir_size(path):
     total = 0
-    for root, _, files in os.walk(path):
+    for root, _dirs, files in os.walk(path):
         for name in files:
             try:
                 total += os.path.getsize(os.path.join(root, name))
@@ -332,7 +332,7 @@ class Migration:
                 fields["bytes"] = dir_size(os.path.join(self.private_dir, "dump"))
             self.progress.update(**fields)
 
-        returncode, _ = self.timed(phase, self.guard.run, argv, env, log_path, on_poll)
+        returncode, seconds = self.timed(phase, self.guard.run, argv, env, log_path, on_poll)
         if returncode != 0:
             errors = pgtools.first_errors(log_path)
             server = self.source.address if phase == "dump" else self.target.address
@@ -490,11 +490,11 @@ class Migration:
         if self.private_dir:
             shutil.rmtree(self.private_dir, ignore_errors=True)
         self.progress.update(phase="failed", finished=True)
-        print(json.dumps({"failed": True, "changed": True, "phase": self.phase, "action": self.result["action"],
-                          "database": self.database, "target_database": self.target_database,
-                          "msg": "%s: %s (phase %s; source %s, target %s); the target is left marked unfinished and "
-                                 "the next run starts it again" % (self.database, reason, self.phase,
-                                                                   self.source.address, self.target.address)}))
+        message = ("%s: %s (phase %s; source %s, target %s); the target is left marked unfinished and the next run "
+                   "starts it again" % (self.database, reason, self.phase, self.source.address, self.target.address))
+        sys.stdout.write(json.dumps({"failed": True, "changed": True, "phase": self.phase, "action": self.result["action"],
+                                     "database": self.database, "target_database": self.target_database,
+                                     "msg": message}) + "\n")
         sys.stdout.flush()
 
     def wait_for_slot(self):

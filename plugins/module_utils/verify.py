@@ -18,7 +18,10 @@ __metaclass__ = type
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-from psycopg2 import sql
+try:
+    from psycopg2 import sql
+except ImportError:  # reported by the modules through connection.HAS_PSYCOPG2
+    sql = None
 
 # Text forms that depend on session settings are pinned so both servers print alike.
 SESSION_SETUP = ("SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'; SET IntervalStyle = 'postgres';"
@@ -81,7 +84,7 @@ def row_text_expression(columns):
     their text form changed in PostgreSQL 12 (shortest exact digits)."""
     parts = []
     for column in columns:
-        name, _, type_name = column.partition(":")
+        name, type_name = column.rsplit(":", 1)
         if type_name in FLOAT_SEND:
             parts.append(sql.SQL("{}({})").format(sql.SQL(FLOAT_SEND[type_name]), sql.Identifier(name)))
         else:
@@ -146,8 +149,8 @@ def compare(source, target, mode, jobs, skip_schema, schemas=None):
     args = {"skip": skip_schema, "schemas": list(schemas) if schemas else None}
     problems = []
     source_tables = source.query(TABLES_SQL, args)
-    target_names = set((s, t) for s, t, _ in target.query(TABLES_SQL, args))
-    missing = ["%s.%s" % (s, t) for s, t, _ in source_tables if (s, t) not in target_names]
+    target_names = set((row[0], row[1]) for row in target.query(TABLES_SQL, args))
+    missing = ["%s.%s" % (row[0], row[1]) for row in source_tables if (row[0], row[1]) not in target_names]
     if missing:
         problems.append("tables missing on the target: %s" % ", ".join(missing[:10]))
 
@@ -171,7 +174,7 @@ def compare(source, target, mode, jobs, skip_schema, schemas=None):
             return source.query(query)[0], target.query(query)[0]
 
         with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-            for (schema, table, _), (src, dst) in zip(present, pool.map(measure, present)):
+            for (schema, table, _columns), (src, dst) in zip(present, pool.map(measure, present)):
                 entry = {"schema": schema, "table": table, "source_rows": src[0], "target_rows": dst[0]}
                 if mode == "checksums":
                     entry.update(source_hash=src[1], target_hash=dst[1])

@@ -18,7 +18,7 @@ description:
   - A database that already exists is left alone, whatever it holds; M(codacy.selfhosted.codacy_db_migrate)
     decides whether it may be written to.
 author:
-  - Codacy Self-hosted platform engineering
+  - Codacy Self-hosted team (@codacy)
 extends_documentation_fragment:
   - codacy.selfhosted.endpoints.target
 options:
@@ -58,6 +58,7 @@ attributes:
     description: Reports whether the database would be created; creates nothing.
   diff_mode:
     support: none
+    description: Nothing to compare.
   idempotent:
     support: full
     description: An existing database is never changed.

@@ -33,7 +33,7 @@ description:
     differ from the source's, a target server older than the source, roles missing on the target,
     a schema restriction that would lose objects, and a source that is the target itself.
 author:
-  - Codacy Self-hosted platform engineering
+  - Codacy Self-hosted team (@codacy)
 extends_documentation_fragment:
   - codacy.selfhosted.endpoints
 options:
@@ -45,7 +45,7 @@ options:
   target_database:
     description:
       - Name of the database on the target server. It must exist (the role
-        M(codacy.selfhosted.db_migration) creates missing ones) with the encoding, C(LC_COLLATE) and
+        C(codacy.selfhosted.db_migration) creates missing ones) with the encoding, C(LC_COLLATE) and
         C(LC_CTYPE) of the source database.
       - Defaults to O(database).
     type: str
@@ -116,7 +116,7 @@ options:
         the moment it starts. When it passes, the run ends with an error, its children are stopped, the dump
         is removed and the copy stays marked unfinished. V(0) means no limit.
       - This is what ends a run on a network that stalls without breaking (a proxy or firewall that stops
-        forwarding): a dead peer is also detected by TCP keepalives after about 60 seconds, and each
+        forwarding); a dead peer is also detected by TCP keepalives after about 60 seconds, and each
         connection attempt gives up after O(connect_timeout).
     type: int
     default: 0
@@ -330,6 +330,30 @@ ARGUMENT_SPEC = dict(
 )
 
 
+# Phases after which the target was written to (a failure there leaves the copy marked unfinished).
+WRITING_PHASES = ("record", "restore", "properties", "verify", "analyze")
+
+
+def failure(migration, exc):
+    """The failed result for an exception that ended the run: one message naming the database,
+    the servers and the phase, and whether the target was touched."""
+    result = dict(migration.result)
+    result.update(phase=migration.phase, changed=migration.phase in WRITING_PHASES)
+    where = "phase %s; source %s, target %s" % (migration.phase, migration.source.address, migration.target.address)
+    if isinstance(exc, Failure):
+        result.update(msg=str(exc), phase=exc.phase, changed=exc.phase in WRITING_PHASES,
+                      action=exc.action or result["action"])
+    elif isinstance(exc, (ConnectionProblem, pgtools.ToolProblem)):
+        result.update(msg=str(exc), phase="inspect", changed=False)
+    elif isinstance(exc, guard.Interrupted):
+        result.update(msg="%s: %s (%s); the target is left marked unfinished and the next run starts it again"
+                      % (migration.database, exc.reason, where), changed=True)
+    else:
+        result.update(msg="%s: unexpected error (%s): %s" % (migration.database, where, exc),
+                      exception=traceback.format_exc())
+    return result
+
+
 def main():
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     if not HAS_PSYCOPG2:
@@ -340,24 +364,11 @@ def main():
     migration = Migration(module.params, check_mode=module.check_mode, diff=module._diff)
     try:
         result = migration.run()
-    except Failure as exc:
-        touched = exc.phase in ("record", "restore", "properties", "verify", "analyze")
-        module.fail_json(msg=str(exc), phase=exc.phase,
-                         **dict(migration.result, action=exc.action or migration.result["action"], changed=touched))
-    except (ConnectionProblem, pgtools.ToolProblem) as exc:
-        module.fail_json(msg=str(exc), phase="inspect", **dict(migration.result, changed=False))
-    except guard.Interrupted as exc:
-        module.fail_json(msg="%s: %s (phase %s; source %s, target %s); the target is left marked unfinished and the "
-                         "next run starts it again" % (migration.database, exc.reason, migration.phase,
-                                                       migration.source.address, migration.target.address),
-                         phase=migration.phase, **dict(migration.result, changed=True))
-    except Exception as exc:  # pylint: disable=broad-except
-        module.fail_json(msg="%s: unexpected error in phase %s (source %s, target %s): %s"
-                         % (migration.database, migration.phase, migration.source.address, migration.target.address,
-                            exc), phase=migration.phase, exception=traceback.format_exc(), **migration.result)
+    except (Exception, guard.Interrupted) as exc:  # pylint: disable=broad-except
+        module.fail_json(**failure(migration, exc))
     for warning in migration.warnings:
         module.warn(warning)
-    module.exit_json(**result)
+    module.exit_json(**dict(result))
 
 
 if __name__ == "__main__":

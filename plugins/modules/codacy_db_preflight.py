@@ -12,7 +12,7 @@ module: codacy_db_preflight
 short_description: Check that a set of Codacy databases can be migrated, before anything is written
 version_added: 0.1.0
 description:
-  - Runs every check that the role M(codacy.selfhosted.db_migration) makes before it writes anything, and
+  - Runs every check that the role C(codacy.selfhosted.db_migration) makes before it writes anything, and
     reports all problems together, each with what to do. It only reads.
   - Both servers are reachable and the credentials valid; each user is C(SUPERUSER) or a member of one
     of O(admin_roles) (managed services have no C(SUPERUSER)), and the target user may create databases
@@ -28,7 +28,7 @@ description:
   - Returns the plan the role follows, largest database first, with each database's planned action and
     what is needed to create missing target databases (encoding, C(LC_COLLATE), C(LC_CTYPE), owner).
 author:
-  - Codacy Self-hosted platform engineering
+  - Codacy Self-hosted team (@codacy)
 extends_documentation_fragment:
   - codacy.selfhosted.endpoints
 options:
@@ -97,6 +97,7 @@ attributes:
     description: The module only reads; it runs the same in check mode.
   diff_mode:
     support: none
+    description: Nothing to compare.
   idempotent:
     support: full
     description: It only reads.
@@ -196,6 +197,7 @@ SELECT coalesce(sum(pg_table_size(c.oid)), 0) FROM pg_class c JOIN pg_namespace 
  WHERE c.relkind IN ('r', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
    AND n.nspname NOT LIKE 'pg\\_toast%%'
 """
+
 
 def normalize_databases(items):
     """[{'name', 'target_name'}] from names or dicts; raises ValueError naming a bad item."""
@@ -299,9 +301,9 @@ class Preflight:
         self.result["privileges"] = {"source": source_priv, "target": target_priv}
         self.check_clients(source_info)
         if target_info["major"] < source_info["major"]:
-            self.problems.append("the target server (PostgreSQL %s) is older than the source (PostgreSQL %s): use a "
-                                 "target of PostgreSQL %d or newer" % (target_info["version"], source_info["version"],
-                                                                      source_info["major"]))
+            self.problems.append(
+                "the target server (PostgreSQL %s) is older than the source (PostgreSQL %s): use a target of "
+                "PostgreSQL %d or newer" % (target_info["version"], source_info["version"], source_info["major"]))
 
         absent = [e["name"] for e in plan if e["name"] not in source_dbs]
         if absent:
@@ -407,8 +409,7 @@ class Preflight:
         for endpoint, conn in ((self.source, src), (self.target, tgt)):
             shortfall = catalog.connection_shortfall(conn, endpoint, needed, what)
             if shortfall:
-                self.problems.append(shortfall.replace("lower jobs", "lower db_migration_jobs or "
-                                                                    "db_migration_concurrency"))
+                self.problems.append(shortfall.replace("lower jobs", "lower db_migration_jobs or db_migration_concurrency"))
 
 
 def main():

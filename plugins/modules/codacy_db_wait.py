@@ -20,7 +20,7 @@ description:
     when ansible-playbook is interrupted), so that nothing keeps running unwatched.
   - It does not fail when a migration failed; the failed results are returned for the caller to report.
 author:
-  - Codacy Self-hosted platform engineering
+  - Codacy Self-hosted team (@codacy)
 options:
   started:
     description:
@@ -37,17 +37,28 @@ options:
     description: Give up waiting after this many seconds (V(0) waits as long as the jobs run).
     type: int
     default: 0
+  _jobs:
+    description: Internal, set by the action plugin (the jobs still running). Do not set it.
+    type: list
+    elements: dict
+    required: true
+  _async_dir:
+    description: Internal, set by the action plugin (where background jobs keep their results). Do not set it.
+    type: path
+    required: true
 attributes:
   action:
     support: full
     description: Runs as an action plugin on the controller, reading the jobs' state on the managed host.
   async:
     support: none
+    description: It waits for background tasks; it does not run in the background itself.
   check_mode:
     support: full
     description: Only reads.
   diff_mode:
     support: none
+    description: Nothing to compare.
   idempotent:
     support: full
     description: Only reads (and removes the results files of finished jobs, as async_status cleanup does).

@@ -140,5 +140,3 @@ def restoring(server, dbname):
         return rows[0][0] > 0
     except Exception:  # the server may be between states
         return False
-
-

@@ -56,7 +56,7 @@ def test_source_stops_during_the_dump(own_source, target, dbname, run_module, wo
     before = big_database(own_source, target, dbname)
     proc = run_module.popen(module_args(own_source, target, dbname, work_dir))
     wait_for(lambda: processes("pg_dump", "dbname=" + dbname), what="pg_dump to start")
-    wait_for(lambda: any(files for _, _, files in os.walk(work_dir)), what="the dump to write")
+    wait_for(lambda: any(entry[2] for entry in os.walk(work_dir)), what="the dump to write")
     own_source.stop(mode="immediate")
     result = run_module.result(proc)
     assert result["failed"] and result["phase"] == "dump", result.get("msg")

@@ -28,7 +28,7 @@ def servers():
 @pytest.fixture
 def six(servers):
     """The six Codacy databases, small, on the source."""
-    source, _ = servers
+    source = servers[0]
     dataset.generate(source.params(), scale_mb=2, progress=lambda *args: None)
     return servers
 
@@ -74,8 +74,8 @@ def databases(server):
     return set(r[0] for r in server.execute("SELECT datname FROM pg_database WHERE NOT datistemplate"))
 
 
-def assert_all_equal(source, target, names=SIX):
-    for name in names:
+def assert_all_equal(source, target, names=None):
+    for name in names or SIX:
         differences = compare(source.params(), name, target.params(), name)
         assert differences == [], "%s: %s" % (name, differences)
 

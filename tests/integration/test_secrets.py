@@ -37,7 +37,7 @@ def sample_argv(stop, leaks, seen):
 
 
 def files_under(path):
-    for root, _, files in os.walk(path):
+    for root, _dirs, files in os.walk(path):
         for name in files:
             yield os.path.join(root, name)
 

@@ -61,6 +61,8 @@ _USER_SCHEMA_FILTER = f"""
 # --------------------------------------------------------------------------------------------
 # Snapshot
 # --------------------------------------------------------------------------------------------
+
+
 def _connect(conn_params, dbname):
     params = dict(conn_params)
     params["dbname"] = dbname
@@ -95,7 +97,7 @@ def _schemas(cur, params):
 
 
 def _extensions(cur):
-    return {name: version for name, version in _rows(cur, "SELECT extname, extversion FROM pg_extension")}
+    return dict(_rows(cur, "SELECT extname, extversion FROM pg_extension"))
 
 
 def _columns(cur, params, server_version):
@@ -240,7 +242,7 @@ def _strip_qualifiers(definition):
 
 def _views(cur, params):
     views = {}
-    for view, kind, raw_definition, references in _rows(cur, """
+    query = """
             SELECT format('%%I.%%I', n.nspname, c.relname), c.relkind::text, pg_get_viewdef(c.oid, true),
                    ARRAY(SELECT DISTINCT format('%%I.%%I', rn.nspname, rc.relname)
                          FROM pg_rewrite rw
@@ -251,8 +253,9 @@ def _views(cur, params):
                          WHERE rw.ev_class = c.oid AND d.refobjid <> c.oid
                          ORDER BY 1)
             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-            WHERE c.relkind IN ('v', 'm') AND """ + _USER_SCHEMA_FILTER + " AND "
-            + _not_extension_member("pg_class", "c.oid"), params):
+            WHERE c.relkind IN ('v', 'm') AND """ + _USER_SCHEMA_FILTER
+    query += " AND " + _not_extension_member("pg_class", "c.oid")
+    for view, kind, raw_definition, references in _rows(cur, query, params):
         definition = _normalize(raw_definition)
         if len(references) == 1:
             definition = _strip_qualifiers(definition)
@@ -298,7 +301,7 @@ def _enums(cur, params):
 
 def _comments(cur, params):
     """Comments on tables, views, sequences, indexes and their columns: {"schema.table[.column]": text}."""
-    return {key: text for key, text in _rows(cur, """
+    return dict(_rows(cur, """
         SELECT format('%%I.%%I', n.nspname, c.relname)
                    || CASE WHEN d.objsubid > 0 THEN '.' || quote_ident(a.attname) ELSE '' END,
                d.description
@@ -306,7 +309,7 @@ def _comments(cur, params):
         JOIN pg_class c ON d.classoid = 'pg_class'::regclass AND c.oid = d.objoid
         JOIN pg_namespace n ON n.oid = c.relnamespace
         LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = d.objsubid
-        WHERE """ + _USER_SCHEMA_FILTER, params)}
+        WHERE """ + _USER_SCHEMA_FILTER, params))
 
 
 def snapshot(conn_params, dbname, schemas=None):

@@ -82,7 +82,7 @@ class PgServer:
             uid, gid = self._runas
             kwargs["user"], kwargs["group"], kwargs["extra_groups"] = uid, gid, []
         try:
-            return subprocess.run(argv, **kwargs)  # noqa: PLW1510 (check is set above)
+            return subprocess.run(argv, **kwargs)  # noqa: PLW1510  # pylint: disable=subprocess-run-check
         except subprocess.CalledProcessError as exc:
             raise RuntimeError("%s failed (%s): %s%s" % (argv[0], exc.returncode, exc.stdout, exc.stderr)) from None
 

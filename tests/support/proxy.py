@@ -22,7 +22,7 @@ class StallingProxy:
     def _accept(self):
         while not self.closed.is_set():
             try:
-                client, _ = self.listener.accept()
+                client = self.listener.accept()[0]
             except OSError:
                 return
             upstream = socket.create_connection(self.target)
@@ -35,7 +35,7 @@ class StallingProxy:
             if self.stalled.is_set():
                 self.closed.wait(0.1)  # hold the connections open, move nothing
                 continue
-            readable, _, _ = select.select(list(peers), [], [], 0.1)
+            readable = select.select(list(peers), [], [], 0.1)[0]
             for sock in readable:
                 try:
                     data = sock.recv(65536)

@@ -56,3 +56,10 @@ def test_defaults_file_matches_argument_specs():
         assert name in defaults, name
         if not option.get("required") and name != "db_migration_report_path":
             assert defaults[name] == option["default"], name
+
+
+def test_target_fragment_documents_the_same_server_options():
+    from ansible_collections.codacy.selfhosted.plugins.doc_fragments.endpoints import ModuleDocFragment
+    both = yaml.safe_load(ModuleDocFragment.DOCUMENTATION)["options"]
+    target_only = yaml.safe_load(ModuleDocFragment.TARGET)["options"]
+    assert target_only["target"] == both["target"] == dict(both["source"], description=both["target"]["description"])

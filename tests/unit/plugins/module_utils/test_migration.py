@@ -11,13 +11,14 @@ FP = {"catalog": "c1", "tables": {"public.t": [1, 0, 0]}, "sequences": {"public.
 TARGET_FP = {"catalog": "x1", "tables": {"public.t": [1, 0, 0]}, "sequences": {"public.s": "5"}, "server": None}
 
 
-def record(state="complete", source=SOURCE, source_fp=FP, target_fp=TARGET_FP):
-    return {"state": state, "source": dict(source), "source_fingerprint": source_fp,
-            "target_fingerprint": target_fp, "started_at": "t1", "finished_at": "t2"}
+def record(state="complete", source=None, source_fp=None, target_fp=None):
+    return {"state": state, "source": dict(source or SOURCE), "source_fingerprint": source_fp or FP,
+            "target_fingerprint": target_fp or TARGET_FP, "started_at": "t1", "finished_at": "t2"}
 
 
-def decide(content=(), rec=None, source_fp=FP, target_fp=TARGET_FP, sessions=(), force=False, source=SOURCE):
-    return mod.decide(list(content), rec, source_fp, source, target_fp, list(sessions), force)
+def decide(content=(), rec=None, source_fp=None, target_fp=None, sessions=(), force=False, source=None):
+    return mod.decide(list(content), rec, source_fp or FP, source or SOURCE, target_fp or TARGET_FP, list(sessions),
+                      force)
 
 
 def changed(fp, **parts):
@@ -68,7 +69,7 @@ class TestDecide:
         assert "rows written in public.t" in reasons[0] and "force: true" in reasons[0]
 
     def test_target_changed_with_force_is_refreshed(self):
-        action, _ = decide(rec=record(), target_fp=changed(TARGET_FP, catalog="x2"), force=True)
+        action = decide(rec=record(), target_fp=changed(TARGET_FP, catalog="x2"), force=True)[0]
         assert action == "refreshed"
 
     def test_copy_of_another_source_is_refused(self):
