@@ -9,11 +9,12 @@ export ANSIBLE_LOCALHOST_WARNING := False
 export ANSIBLE_INVENTORY_UNPARSED_WARNING := False
 PYTEST_ARGS ?=
 
-.PHONY: help demo demo-clean system venv collection test pytest unit integration lint sanity clean constraints
+.PHONY: help demo demo-clean bench system venv collection test pytest unit integration lint sanity clean constraints
 
 help:
 	@echo "make demo         migrate sample data between two throwaway local servers (DEMO_SCALE_MB=100)"
 	@echo "make demo-clean   stop the demo's servers and remove build/demo"
+	@echo "make bench        the benchmark (BENCH_ARGS=\"--scale-mb 1000 --runs 3\"), see bench/README.md"
 	@echo "make test         create .venv and run every test (what CI runs)"
 	@echo "make unit         unit tests only"
 	@echo "make integration  module tests against throwaway PostgreSQL servers"
@@ -23,6 +24,9 @@ help:
 
 demo: venv collection
 	$(BIN)/python demo/run.py
+
+bench: system venv collection
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 demo-clean: venv
 	$(BIN)/python demo/run.py clean
@@ -48,7 +52,7 @@ $(COLLECTION_LINK):
 test: system venv collection lint sanity pytest
 
 pytest: system venv collection
-	$(BIN)/pytest -p no:cacheprovider tests/unit tests/support tests/integration $(PYTEST_ARGS)
+	$(BIN)/pytest -p no:cacheprovider tests/unit tests/support tests/integration tests/bench $(PYTEST_ARGS)
 
 unit: venv collection
 	$(BIN)/pytest -p no:cacheprovider tests/unit $(PYTEST_ARGS)

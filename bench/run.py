@@ -62,7 +62,8 @@ PAGE = os.sysconf("SC_PAGE_SIZE")
 # Settings read back from both servers and printed with the results.
 SHOWN_SETTINGS = ("fsync", "full_page_writes", "synchronous_commit", "wal_level", "shared_buffers",
                   "max_wal_size", "checkpoint_timeout", "maintenance_work_mem", "work_mem", "max_connections",
-                  "max_worker_processes", "max_parallel_workers", "max_parallel_maintenance_workers", "autovacuum")
+                  "max_worker_processes", "max_parallel_workers", "max_parallel_maintenance_workers", "autovacuum",
+                  "max_wal_senders")
 
 _live = set()            # Popen objects of running contenders, killed on interrupt
 _spawned = set()         # pids we started ourselves (their Popen reaps them)
@@ -122,6 +123,8 @@ def finish(proc, timeout):
     finally:
         with _live_lock:
             _live.discard(proc)
+            if proc.returncode is not None:
+                _spawned.discard(proc.pid)
 
 
 def kill_group(proc):
@@ -138,10 +141,19 @@ def kill_group(proc):
 
 
 def kill_all():
+    """Stop every contender process: our process groups, then any other descendant (daemonized
+    ansible async jobs live in sessions of their own), never the PostgreSQL servers."""
     with _live_lock:
         procs = list(_live)
     for proc in procs:
         kill_group(proc)
+    table = read_procs()
+    for pid in descendants(table, os.getpid()):
+        if table[pid][1] != "postgres" and table[pid][5] != "Z":
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except OSError:
+                pass
 
 
 def run_text(argv, **kwargs):
@@ -308,7 +320,8 @@ class Sampler(threading.Thread):
         start = self.start_machine
         by_program = {}
         for comm, ticks in self.cpu_by_pid.values():
-            name = "python (ansible)" if comm.startswith("python") or comm.startswith("ansible") else comm
+            name = ("ansible-playbook" if comm.startswith("ansible-playbo") else
+                    "python (ansible modules)" if comm.startswith("python") else comm)
             by_program[name] = by_program.get(name, 0.0) + ticks / CLK_TCK
         client_cpu = machine["children_cpu"] - start["children_cpu"]
         source_cpu = servers.get("source", 0) - self.start_servers.get("source", 0)
@@ -393,9 +406,9 @@ def start_target(password, settings):
 
 
 def show_settings(server):
-    rows = server.execute("SELECT name, setting, unit FROM pg_settings WHERE name = ANY(%s) ORDER BY name",
-                          (list(SHOWN_SETTINGS),))
-    return {name: setting + (" (%s)" % unit if unit else "") for name, setting, unit in rows}
+    rows = server.execute("SELECT name, current_setting(name) FROM pg_settings WHERE name = ANY(%s) ORDER BY name",
+                          (list(SHOWN_SETTINGS + tuple(server.settings)),))
+    return dict(rows)
 
 
 class Context:
@@ -1134,6 +1147,13 @@ def markdown(report):
                 "`ours` again right after a verified `ours` run, nothing changed on the source: median %s s, "
                 "changed tasks %s, actions %s." % (fmt(rerun["median_s"]), ", ".join(str(c) for c in rerun["changed"]),
                                                    ", ".join(rerun["actions"])), ""]
+    programs = report.get("cpu_by_program") or {}
+    if programs:
+        out += ["Client CPU seconds by program, and seconds each was running (the run with the median wall time; "
+                "sampled from /proc):", "", md_table([["run", "CPU s by program", "running s by program"]] + [
+                    [label, ", ".join("%s %.1f" % kv for kv in entry["cpu"].items()),
+                     ", ".join("%s %.1f" % kv for kv in entry["active"].items())]
+                    for label, entry in programs.items()]), ""]
     per_db = report.get("ours_per_database")
     if per_db:
         phases = []
@@ -1203,6 +1223,8 @@ def parse_args(argv):
     parser.add_argument("--smoke", action="store_true",
                         help="scale %d, 1 run, every contender; fails unless every copy is correct" % SMOKE_SCALE_MB)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--generate-only", action="store_true",
+                        help="only make sure the dataset of this scale exists on the (kept) source cluster")
     parser.add_argument("--setting", action="append", default=[], metavar="KEY=VALUE",
                         help="extra server setting for both servers (repeatable), e.g. wal_level=minimal")
     parser.add_argument("--pgcopydb-jobs", type=int, default=2, help="pgcopydb --table-jobs/--index-jobs (2)")
@@ -1252,6 +1274,8 @@ def main(argv=None):
     workdir = tempfile.mkdtemp(prefix="work-", dir=args.data_dir)
     os.chmod(workdir, 0o755)
 
+    if args.generate_only:
+        return generate_only(args, settings, workdir)
     contenders = {"vendor": Vendor(), "ours": Ours(), "pgcopydb": PgCopyDb(args.pgcopydb_jobs), "stream": Stream()}
     wanted = [n for n in CONTENDERS if n in args.only]
     notes, skipped = [], {}
@@ -1275,12 +1299,8 @@ def main(argv=None):
     source = target = None
     interrupted = False
     try:
-        source_dir = os.path.join(args.data_dir, "source-s%s-seed%d" % (args.scale_mb, args.seed))
-        lock_fd = os.open(source_dir + ".lock", os.O_WRONLY | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            print("error: another benchmark is using %s; wait for it to finish" % source_dir, file=sys.stderr)
+        source_dir = source_dir_of(args)
+        if not lock_source(source_dir):
             return 2
         source, password = start_source(source_dir, settings)
         target = start_target(password, settings)
@@ -1350,13 +1370,16 @@ def main(argv=None):
             ours_phases = {k: round(statistics.median([r["phases_sum_s"].get(k, 0) for r in ours_runs]), 2)
                            for k in keys}
 
-        timelines = {}
-        for name in wanted + (["bound"] if bounds else []):
+        timelines, cpu_by_program = {}, {}
+        for name in wanted + (["bound"] if bounds else []) + (["rerun"] if rerun_runs else []):
             pool = by_contender.get(name, [])
             if name == "bound":
                 pool = [r for r in pool if best_bound and r["config"] == best_bound.config]
+            if name == "rerun":
+                pool = [r for r in rerun_runs if r["status"] == "ok"]
             chosen = median_run(pool)
             if chosen:
+                cpu_by_program[chosen["label"]] = {"cpu": chosen["cpu_by_program_s"], "active": chosen["active_s"]}
                 timelines["%s (round %d, %.1f s)" % (chosen["label"], chosen["round"], chosen["wall_s"])] = \
                     condensed_timeline(chosen["timeline"])
         versions = {name: contenders[name].version(ctx) for name in wanted}
@@ -1406,7 +1429,7 @@ def main(argv=None):
             "contenders": described, "summary": summary, "bound": bound_report, "rerun": rerun_report,
             "ours_phases": ours_phases, "runs": runs + rerun_runs,
             "ours_per_database": (median_run(by_contender.get("ours", [])) or {}).get("per_database"),
-            "timelines": timelines,
+            "timelines": timelines, "cpu_by_program": cpu_by_program,
             "runs_by_contender": {k: [r["wall_s"] for r in v] for k, v in by_contender.items()},
             "notes": notes,
         }
@@ -1435,6 +1458,40 @@ def main(argv=None):
         shutil.rmtree(workdir, ignore_errors=True)
         if interrupted:
             log("stopped")
+
+
+def source_dir_of(args):
+    return os.path.join(args.data_dir, "source-s%s-seed%d" % (args.scale_mb, args.seed))
+
+
+def lock_source(source_dir):
+    """One invocation at a time per source cluster (the lock lasts as long as the process)."""
+    fd = os.open(source_dir + ".lock", os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except OSError:
+        os.close(fd)
+        print("error: another benchmark is using %s; wait for it to finish" % source_dir, file=sys.stderr)
+        return False
+
+
+def generate_only(args, settings, workdir):
+    source_dir = source_dir_of(args)
+    source = None
+    try:
+        if not lock_source(source_dir):
+            return 2
+        source, _ = start_source(source_dir, settings)
+        started = time.monotonic()
+        sizes = dataset.generate(source.params(), scale_mb=args.scale_mb, databases=SIX, seed=args.seed, jobs=2,
+                                 progress=lambda m: log("  " + m))
+        log("dataset in %s: %.0f MB in %.1f s" % (source_dir, sum(sizes.values()) / MB, time.monotonic() - started))
+        return 0
+    finally:
+        if source is not None:
+            source.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def biggest(snapshot):

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Make sure this machine has what the tests need besides Python packages: the PostgreSQL
-# server and client programs (the throwaway test servers) and npm (other PostgreSQL majors
-# for cross-version tests). Installs them when missing and we are root; otherwise says
+# server and client programs (the throwaway test servers), npm (other PostgreSQL majors
+# for cross-version tests) and pgcopydb (compared with in the benchmark's smoke test). Installs them when missing and we are root; otherwise says
 # exactly what to install. Never skips: missing infrastructure is an error.
 set -euo pipefail
 
@@ -9,6 +9,7 @@ missing=()
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 command -v pg_dump >/dev/null 2>&1 || missing+=(postgresql-client)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
+command -v pgcopydb >/dev/null 2>&1 || missing+=(pgcopydb)   # a contender in the benchmark
 command -v python3 >/dev/null 2>&1 || missing+=(python3)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
 
