@@ -79,8 +79,6 @@ class ActionModule(ActionBase):
         jobs = jobs_of(self._task.args.get("started"))
         interval = max(1, int(self._task.args.get("interval", 10)))
         timeout = int(self._task.args.get("timeout", 0))
-        async_dir = self._remote_expand_user(self.get_shell_option("async_dir", default="~/.ansible_async"))
-        self._wait_args = {"started": {"results": []}, "interval": interval, "timeout": timeout, "_async_dir": async_dir}
         finished = {}
 
         # When ansible-playbook is interrupted it signals this worker (SIGINT, then SIGTERM). Stop
@@ -100,6 +98,8 @@ class ActionModule(ActionBase):
         except ValueError:  # not the main thread: the heartbeat's timeout still ends the jobs
             display.vvv("codacy_db_wait: cannot handle signals here; the heartbeat's timeout ends the jobs")
             previous = {}
+        async_dir = self._remote_expand_user(self.get_shell_option("async_dir", default="~/.ansible_async"))
+        self._wait_args = {"started": {"results": []}, "interval": interval, "timeout": timeout, "_async_dir": async_dir}
         try:
             self._wait(jobs, finished, task_vars, interval, timeout)
         finally:
@@ -145,4 +145,3 @@ class ActionModule(ActionBase):
                 if timeout and now - started > timeout:
                     raise AnsibleActionFail("codacy_db_wait: migrations still running after %d s: %s"
                                             % (timeout, ", ".join(running)))
-                time.sleep(interval)

@@ -105,6 +105,17 @@ SELECT quote_ident(schemaname) || '.' || quote_ident(sequencename), last_value
   FROM pg_sequences WHERE schemaname <> %(skip)s
 """
 
+# Sizes of each table's and its indexes' main forks: only writes (and VACUUM FULL, CLUSTER or
+# TRUNCATE, which also change the catalog) change them. Used for a target whose statistics were
+# reset, when its write counters can no longer tell.
+SIZES_SQL = """
+SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname),
+       pg_relation_size(c.oid) + coalesce((SELECT sum(pg_relation_size(i.indexrelid)) FROM pg_index i
+                                           WHERE i.indrelid = c.oid), 0)
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE c.relkind IN ('r', 'm') AND c.oid >= %(first)s AND n.nspname <> %(skip)s AND n.nspname NOT LIKE 'pg\\_%%'
+"""
+
 SERVER_SQL = """
 SELECT pg_postmaster_start_time()::text,
        (SELECT stats_reset::text FROM pg_stat_database WHERE datname = current_database())
@@ -115,7 +126,8 @@ def read(conn, skip_schema, include_server=True):
     """Return the fingerprint of the database `conn` is connected to, as a JSON-able dict.
 
     `skip_schema` (the marker's schema) is left out. A source fingerprint includes the server's
-    start and statistics-reset times; a target's does not (a target restart is no change)."""
+    start and statistics-reset times (a restart makes the next run copy again); a target's
+    includes table sizes instead (a restart is no change, see target_changes())."""
     args = {"first": FIRST_NORMAL_OID, "skip": skip_schema}
     with conn.cursor() as cur:
         # Counters are kept in a snapshot for the whole transaction in some versions: read fresh.
@@ -126,16 +138,45 @@ def read(conn, skip_schema, include_server=True):
         tables = dict((row[0], [int(v or 0) for v in row[1:]]) for row in cur.fetchall())
         cur.execute(SEQUENCES_SQL, args)
         sequences = dict((row[0], None if row[1] is None else str(row[1])) for row in cur.fetchall())
-        server = None
+        fingerprint = {"catalog": catalog, "tables": tables, "sequences": sequences, "server": None}
         if include_server:
             cur.execute(SERVER_SQL)
-            server = list(cur.fetchone())
-    return {"catalog": catalog, "tables": tables, "sequences": sequences, "server": server}
+            fingerprint["server"] = list(cur.fetchone())
+        else:
+            cur.execute(SIZES_SQL, args)
+            fingerprint["sizes"] = dict((row[0], int(row[1])) for row in cur.fetchall())
+    return fingerprint
 
 
 def digest(fingerprint):
     """A short stable identifier of a fingerprint, for reports."""
     return hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def statistics_reset(before, after):
+    """True when some write counter went down: the statistics were reset (by a crash, a failover
+    or pg_stat_reset()), not rows unwritten."""
+    later = after.get("tables", {})
+    return any(name in later and any(now < then for now, then in zip(later[name], counters))
+               for name, counters in before.get("tables", {}).items())
+
+
+def target_changes(recorded, now, limit=10):
+    """What changed on a target since its copy was recorded (empty when nothing did).
+
+    Normally the write counters tell. When the target's statistics were reset since, they cannot,
+    so definitions, sequences and the sizes of tables and indexes are compared instead: writes
+    grow them, while nothing else that happens to an untouched copy (ANALYZE, VACUUM) does."""
+    if not statistics_reset(recorded, now):
+        return differences(dict(recorded, sizes=None), dict(now, sizes=None), limit)
+    if recorded.get("sizes") is None:
+        return ["the target's statistics were reset since the copy and it recorded no sizes to compare"]
+    found = differences(dict(recorded, tables=None, sizes=None), dict(now, tables=None, sizes=None), limit)
+    sizes_before, sizes_after = recorded["sizes"], now.get("sizes", {})
+    for name in sorted(set(sizes_before) | set(sizes_after)):
+        if sizes_before.get(name) != sizes_after.get(name):
+            found.append("%s changed size" % name)
+    return found[:limit]
 
 
 def differences(before, after, limit=10):
@@ -149,11 +190,11 @@ def differences(before, after, limit=10):
         found.append("the server restarted or its statistics were reset since the last run")
     if before.get("catalog") != after.get("catalog"):
         found.append("the schema changed (DDL, TRUNCATE, VACUUM FULL, grants, comments or database settings)")
-    tables_before, tables_after = before.get("tables", {}), after.get("tables", {})
+    tables_before, tables_after = before.get("tables") or {}, after.get("tables") or {}
     for name in sorted(set(tables_before) | set(tables_after)):
         if tables_before.get(name) != tables_after.get(name):
             found.append("rows written in %s" % name)
-    seq_before, seq_after = before.get("sequences", {}), after.get("sequences", {})
+    seq_before, seq_after = before.get("sequences") or {}, after.get("sequences") or {}
     for name in sorted(set(seq_before) | set(seq_after)):
         if seq_before.get(name) != seq_after.get(name):
             found.append("sequence %s moved" % name)

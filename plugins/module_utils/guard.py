@@ -180,24 +180,34 @@ class Guard:
     # -- children --------------------------------------------------------------------------------
     def run(self, argv, env, log_path, on_poll=None):
         """Run a client program with its output in log_path; return (returncode, seconds)."""
+        returncodes, seconds = self.run_pipeline([(argv, log_path)], env, on_poll)
+        return returncodes[0], seconds
+
+    def run_pipeline(self, commands, env, on_poll=None):
+        """Run [(argv, log_path), ...] connected stdout to stdin, like a shell pipeline;
+        return ([returncode, ...], seconds). Each program's stderr goes to its log."""
         started = time.time()
-        with open(log_path, "ab") as log:
-            # A session (and process group) of its own: the whole group, workers included, is
-            # stopped at once, and a terminal's Ctrl-C reaches us first, so we clean up in order.
-            proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                    start_new_session=True, close_fds=True,
-                                    preexec_fn=_die_with_parent)  # noqa: PLW1509 (one system call, no locks)
-        self.children.add(proc)
+        procs, upstream = [], subprocess.DEVNULL
         try:
-            while True:
-                try:
-                    proc.wait(0.5)
-                    break
-                except subprocess.TimeoutExpired:
-                    pass
+            for index, (argv, log_path) in enumerate(commands):
+                last = index == len(commands) - 1
+                with open(log_path, "ab") as log:
+                    # A session (and process group) of its own: the whole group, workers included, is
+                    # stopped at once, and a terminal's Ctrl-C reaches us first, so we clean up in order.
+                    proc = subprocess.Popen(argv, env=env, stdin=upstream, stdout=log if last else subprocess.PIPE,
+                                            stderr=log, start_new_session=True, close_fds=True,
+                                            preexec_fn=_die_with_parent)  # noqa: PLW1509 (one system call, no locks)
+                if upstream is not subprocess.DEVNULL:
+                    upstream.close()  # only the next program reads it now
+                upstream = proc.stdout
+                procs.append(proc)
+                self.children.add(proc)
+            while any(proc.poll() is None for proc in procs):
+                time.sleep(0.5)
                 if on_poll is not None:
                     on_poll()
         finally:
-            stop_group(proc)
-            self.children.discard(proc)
-        return proc.returncode, time.time() - started
+            for proc in procs:
+                stop_group(proc)
+                self.children.discard(proc)
+        return [proc.returncode for proc in procs], time.time() - started

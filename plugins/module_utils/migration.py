@@ -128,7 +128,7 @@ def decide(content, record, source_fp, source_identity, target_fp, other_session
                                "was written. Set force: true to replace it"
                                % (describe_source(record["source"]), record["finished_at"])]
         reasons.append("force: replacing a copy of another source")
-    target_changes = fingerprint.differences(record["target_fingerprint"], target_fp)
+    target_changes = fingerprint.target_changes(record["target_fingerprint"], target_fp)
     if target_changes:
         if not force:
             return "refused", ["the target database changed since this module copied it at %s (%s): the "
@@ -322,32 +322,47 @@ class Migration:
     # -- the copy (writes to the target only) -------------------------------------------------
     def run_client(self, phase, argv, env, done_pattern=None, total=None):
         """Run pg_dump/pg_restore/vacuumdb for `phase`, reporting progress from its verbose log."""
-        self.commands.append(" ".join(shlex.quote(a) for a in argv))
-        log_path = os.path.join(self.private_dir, "%s.log" % phase)
+        self.run_pipeline(phase, argv, None, env, done_pattern, total)
+
+    def run_pipeline(self, phase, first, second, env, done_pattern=None, total=None):
+        """Run one client program, or two piped together (pg_dump | pg_restore), for `phase`;
+        report progress from the last one's verbose log and fail with the first errors."""
+        commands = [(argv, os.path.join(self.private_dir, "%s-%s.log" % (phase, os.path.basename(argv[0]))))
+                    for argv in (first, second) if argv]
+        self.commands.append(" | ".join(" ".join(shlex.quote(a) for a in argv) for argv, _log in commands))
+        log_path = commands[-1][1]
         self.progress.update(phase=phase, total=total, done=0 if total else None)
 
         def on_poll():
             fields = {"done": progress.count_lines(log_path, done_pattern)} if done_pattern else {}
             if phase == "dump":
-                fields["bytes"] = dir_size(os.path.join(self.private_dir, "dump"))
+                fields["bytes"] = dir_size(self.private_dir)
             self.progress.update(**fields)
 
-        returncode, seconds = self.timed(phase, self.guard.run, argv, env, log_path, on_poll)
-        if returncode != 0:
-            errors = pgtools.first_errors(log_path)
-            server = self.source.address if phase == "dump" else self.target.address
-            hint = ""
-            if any("No space left on device" in line for line in errors):
-                hint = ". work_dir %s is full: free space there or choose another work_dir" % self.params["work_dir"]
-            raise Failure(phase, "%s of %s failed on %s (exit %d): %s%s"
-                          % (os.path.basename(argv[0]), self.database if phase == "dump" else self.target_database,
-                             server, returncode, " | ".join(errors) or "no error output", hint))
+        returncodes, _seconds = self.timed(phase, self.guard.run_pipeline, commands, env, on_poll)
+        failed = [(argv, log, code) for (argv, log), code in zip(commands, returncodes) if code != 0]
+        if not failed:
+            return
+        # In a pipeline one failure brings down the other program too: blame pg_restore unless it
+        # only ran out of input (then pg_dump, reading the source, is the cause).
+        argv, log, returncode = failed[0]
+        if len(failed) > 1 and not any(re.search(r"end of file|could not read input", line, re.I)
+                                       for line in pgtools.first_errors(failed[-1][1])):
+            argv, log, returncode = failed[-1]
+        program = os.path.basename(argv[0])
+        on_source = program == "pg_dump"
+        errors = pgtools.first_errors(log)
+        hint = ""
+        if any("No space left on device" in line for line in errors):
+            hint = ". work_dir %s is full: free space there or choose another work_dir" % self.params["work_dir"]
+        failed_phase = "dump" if on_source else phase
+        raise Failure(failed_phase, "%s of %s failed on %s (exit %d): %s%s"
+                      % (program, self.database if on_source else self.target_database,
+                         self.source.address if on_source else self.target.address, returncode,
+                         " | ".join(errors) or "no error output", hint))
 
     def copy(self, action):
-        jobs = self.params["jobs"]
         env = child_environment(write_passfile(self.private_dir, [self.source, self.target]))
-        dump_dir = os.path.join(self.private_dir, "dump")
-
         # The snapshot pg_dump reads, held open so that verification reads the same data.
         snap = self.source.connect(self.database, read_only=True, autocommit=False)
         self.conns.append(snap)
@@ -355,37 +370,75 @@ class Migration:
             cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             cur.execute("SELECT pg_export_snapshot()")
             snapshot_id = cur.fetchone()[0]
-
-        argv = [self.clients["pg_dump"], "--format=directory", "--jobs=%d" % jobs, "--compress=0", "--no-sync",
-                "--no-password", "--verbose", "--snapshot=%s" % snapshot_id, "--file=%s" % dump_dir,
-                "--exclude-schema=%s" % pattern(marker.SCHEMA)]
-        argv += ["--schema=%s" % pattern(s) for s in self.schemas]
-        argv.append("--dbname=%s" % self.source.conninfo(self.database, read_only=True))
         tables = len(catalog.fetchall(snap, verify.TABLES_SQL, {"skip": marker.SCHEMA,
                                                                 "schemas": self.schemas or None}))
-        self.run_client("dump", argv, env, r"dumping contents of table", tables)
-        self.result["dump_bytes"] = dir_size(dump_dir)
-
-        run_id = self.timed("record", marker.start, self.tgt, action, self.source_identity, self.source_fp,
-                            COLLECTION_VERSION)
-        if self.record is not None or self.content:
-            self.timed("restore", catalog.clear, self.tgt, marker.SCHEMA)
-        toc_list, table_data = self.restore_list(dump_dir)
-        argv = [self.clients["pg_restore"], "--format=directory", "--jobs=%d" % jobs, "--exit-on-error",
-                "--no-tablespaces", "--no-password", "--verbose",
-                "--dbname=%s" % self.target.conninfo(self.target_database), "--use-list=%s" % toc_list, dump_dir]
-        self.run_client("restore", argv, env, r"processing data for table", table_data)
+        if self.params["data_path"] == "directory":
+            run_id = self.copy_through_directory(action, env, snapshot_id, tables)
+        else:
+            run_id = self.copy_streaming(action, env, snapshot_id, tables)
         self.progress.update(phase="properties")
         self.timed("properties", dbprops.apply, self.tgt, self.target_database, self.properties)
         self.progress.update(phase="verify")
         self.timed("verify", self.verify, snapshot_id)
         if self.params["analyze"]:
-            argv = [self.clients["vacuumdb"], "--analyze-only", "--jobs=%d" % jobs, "--no-password",
+            argv = [self.clients["vacuumdb"], "--analyze-only", "--jobs=%d" % self.params["jobs"], "--no-password",
                     "--dbname=%s" % self.target.conninfo(self.target_database)]
             self.run_client("analyze", argv, env)
         snap.rollback()
         self.progress.update(phase="record")
         self.timed("record", self.finish, run_id)
+
+    def pg_dump(self, snapshot_id, *options):
+        argv = [self.clients["pg_dump"], "--no-password", "--verbose", "--snapshot=%s" % snapshot_id,
+                "--exclude-schema=%s" % pattern(marker.SCHEMA)] + list(options)
+        argv += ["--schema=%s" % pattern(s) for s in self.schemas]
+        return argv + ["--dbname=%s" % self.source.conninfo(self.database, read_only=True)]
+
+    def pg_restore(self, *options):
+        return [self.clients["pg_restore"], "--exit-on-error", "--no-tablespaces", "--no-password", "--verbose",
+                "--dbname=%s" % self.target.conninfo(self.target_database)] + list(options)
+
+    def start_writing(self, action):
+        """Record the run as in progress, then empty the target if it holds anything."""
+        run_id = self.timed("record", marker.start, self.tgt, action, self.source_identity, self.source_fp,
+                            COLLECTION_VERSION)
+        if self.record is not None or self.content:
+            self.timed("clear", catalog.clear, self.tgt, marker.SCHEMA)
+        return run_id
+
+    def copy_through_directory(self, action, env, snapshot_id, tables):
+        """Dump to a directory with `jobs` workers, then restore it with `jobs` workers."""
+        jobs = self.params["jobs"]
+        dump_dir = os.path.join(self.private_dir, "dump")
+        argv = self.pg_dump(snapshot_id, "--format=directory", "--jobs=%d" % jobs, "--compress=0", "--no-sync",
+                            "--file=%s" % dump_dir)
+        self.run_client("dump", argv, env, r"dumping contents of table", tables)
+        self.result["dump_bytes"] = dir_size(dump_dir)
+        run_id = self.start_writing(action)
+        toc_list, table_data = self.restore_list(dump_dir)
+        argv = self.pg_restore("--format=directory", "--jobs=%d" % jobs, "--use-list=%s" % toc_list, dump_dir)
+        self.run_client("restore", argv, env, r"processing data for table", table_data)
+        return run_id
+
+    def copy_streaming(self, action, env, snapshot_id, tables):
+        """Dump the definitions (small) to a directory, create the tables from it, stream the data
+        from pg_dump straight into pg_restore (no disk, the target busy from the first second),
+        then build indexes, constraints and triggers with `jobs` workers. One snapshot throughout."""
+        schema_dir = os.path.join(self.private_dir, "schema")
+        argv = self.pg_dump(snapshot_id, "--format=directory", "--schema-only", "--file=%s" % schema_dir)
+        self.run_client("dump", argv, env)
+        self.result["dump_bytes"] = dir_size(schema_dir)
+        run_id = self.start_writing(action)
+        toc_list, _table_data = self.restore_list(schema_dir)
+        argv = self.pg_restore("--format=directory", "--section=pre-data", "--use-list=%s" % toc_list, schema_dir)
+        self.run_client("pre-data", argv, env)
+        dump = self.pg_dump(snapshot_id, "--format=custom", "--compress=0", "--data-only")
+        self.run_pipeline("restore", dump, self.pg_restore("--format=custom", "--data-only"), env,
+                          r"processing data for table", tables)
+        argv = self.pg_restore("--format=directory", "--section=post-data", "--jobs=%d" % self.params["jobs"],
+                               "--use-list=%s" % toc_list, schema_dir)
+        self.run_client("post-data", argv, env)
+        return run_id
 
     def restore_list(self, dump_dir):
         """The dump's table of contents without CREATE SCHEMA for schemas the target already has,

@@ -37,7 +37,17 @@ def program_version(path):
     return version, major_of(version)
 
 
+_FOUND = {}
+
+
 def find_clients(bin_dir=None):
+    """Cached find of the client programs: the preflight asks once per database."""
+    if bin_dir not in _FOUND:
+        _FOUND[bin_dir] = _find_clients(bin_dir)
+    return _FOUND[bin_dir]
+
+
+def _find_clients(bin_dir=None):
     """Return {'dir', 'version', 'major', program: path} for the newest complete client set.
 
     With bin_dir, only that directory is used. Otherwise PATH and the usual versioned

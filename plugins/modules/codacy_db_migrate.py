@@ -120,6 +120,18 @@ options:
         connection attempt gives up after O(connect_timeout).
     type: int
     default: 0
+  data_path:
+    description:
+      - How the data travels.
+      - V(stream) (the default) creates the tables from a small dump of the definitions, pipes the data from
+        C(pg_dump) straight into C(pg_restore), so the target works from the first second and no disk is
+        needed for the data, then builds indexes, constraints and triggers with O(jobs) parallel
+        C(pg_restore) workers. All of it reads one snapshot of the source.
+      - V(directory) dumps to O(work_dir) with O(jobs) workers (uncompressed directory format) and restores
+        with O(jobs) workers; it needs disk for the whole dump and restores only after the dump ended.
+    type: str
+    choices: [stream, directory]
+    default: stream
   progress_file:
     description:
       - A file that the module keeps rewriting with its phase and how far it is (JSON), for a
@@ -255,7 +267,9 @@ phases:
   type: dict
   sample: {inspect: 0.2, dump: 12.5, restore: 30.1, properties: 0.1, verify: 4.2, analyze: 3.3, total: 50.6}
 dump_bytes:
-  description: Size of the dump that was moved, in bytes (0 when nothing was copied).
+  description:
+    - Bytes written to O(work_dir) for the dump (0 when nothing was copied). With O(data_path=stream) only the
+      definitions of indexes and constraints are written there; the data goes straight from server to server.
   returned: always
   type: int
   sample: 834123776
@@ -320,6 +334,7 @@ ARGUMENT_SPEC = dict(
     bin_dir=dict(type="path"),
     connect_timeout=dict(type="int", default=10),
     timeout=dict(type="int", default=0),
+    data_path=dict(type="str", default="stream", choices=["stream", "directory"]),
     progress_file=dict(type="path"),
     queue=dict(type="dict", options=dict(
         dir=dict(type="path", required=True),
@@ -331,7 +346,7 @@ ARGUMENT_SPEC = dict(
 
 
 # Phases after which the target was written to (a failure there leaves the copy marked unfinished).
-WRITING_PHASES = ("record", "restore", "properties", "verify", "analyze")
+WRITING_PHASES = ("record", "clear", "pre-data", "restore", "post-data", "properties", "verify", "analyze")
 
 
 def failure(migration, exc):

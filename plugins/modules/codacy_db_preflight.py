@@ -77,6 +77,14 @@ options:
         (see M(codacy.selfhosted.codacy_db_migrate)); without it they are problems.
     type: bool
     default: false
+  data_path:
+    description:
+      - How the data will travel (see M(codacy.selfhosted.codacy_db_migrate)). With V(directory),
+        O(work_dir) must hold the dumps of the O(concurrency) largest databases; with V(stream) only the
+        definitions of their tables, indexes and constraints are written there.
+    type: str
+    choices: [stream, directory]
+    default: stream
   maintenance_database:
     description: Database to connect to on each server for server-wide checks.
     type: str
@@ -173,6 +181,7 @@ ARGUMENT_SPEC = dict(
     bin_dir=dict(type="path"),
     schemas=dict(type="list", elements="str", default=[]),
     force=dict(type="bool", default=False),
+    data_path=dict(type="str", default="stream", choices=["stream", "directory"]),
     maintenance_database=dict(type="str", default="postgres"),
     connect_timeout=dict(type="int", default=10),
     fail_on_problems=dict(type="bool", default=True),
@@ -343,7 +352,7 @@ class Preflight:
             entry.update(action="migrated", reasons=["the target database will be created"])
             return
         params = dict((key, self.params[key]) for key in ("source", "target", "work_dir", "jobs", "schemas", "force",
-                                                          "bin_dir", "connect_timeout"))
+                                                          "bin_dir", "connect_timeout", "data_path"))
         params.update(database=entry["name"], target_database=entry["target_name"], verify="none", timeout=0)
         migration = Migration(params, check_mode=True)
         try:
@@ -391,6 +400,8 @@ class Preflight:
         if problem:
             self.problems.append(problem)
             return
+        if self.params["data_path"] == "stream":
+            return  # the data does not touch the disk
         stat = os.statvfs(work_dir)
         free = stat.f_bavail * stat.f_frsize
         largest = sorted((e.get("estimated_dump_bytes", 0) for e in entries), reverse=True)

@@ -30,7 +30,7 @@ options:
     type: dict
     required: true
   interval:
-    description: Seconds between two progress lines.
+    description: Seconds between two progress lines (a finished job is reported at once).
     type: int
     default: 10
   timeout:
@@ -95,6 +95,7 @@ results:
 
 import json
 import os
+import time
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -159,8 +160,15 @@ def main():
         ),
         supports_check_mode=True,
     )
-    beat(module.params["_jobs"])
-    jobs = [job_state(job, module.params["_async_dir"]) for job in module.params["_jobs"]]
+    # Look every half second, and answer as soon as a job finished or `interval` passed: the
+    # controller prints a progress line per answer and never notices a finished job late.
+    deadline = time.time() + module.params["interval"]
+    while True:
+        beat(module.params["_jobs"])
+        jobs = [job_state(job, module.params["_async_dir"]) for job in module.params["_jobs"]]
+        if any(job["finished"] for job in jobs) or time.time() >= deadline:
+            break
+        time.sleep(0.5)
     module.exit_json(changed=False, jobs=jobs)
 
 

@@ -52,22 +52,33 @@ def assert_nothing_left(work_dir, dbname):
     assert holders(work_dir) == [], "processes still use the work directory"
 
 
-def test_source_stops_during_the_dump(own_source, target, dbname, run_module, work_dir):
+@pytest.mark.parametrize("data_path", ["stream", "directory"])
+def test_source_stops_during_the_dump(own_source, target, dbname, run_module, work_dir, data_path):
     before = big_database(own_source, target, dbname)
-    proc = run_module.popen(module_args(own_source, target, dbname, work_dir))
+    proc = run_module.popen(module_args(own_source, target, dbname, work_dir, data_path=data_path))
     wait_for(lambda: processes("pg_dump", "dbname=" + dbname), what="pg_dump to start")
-    wait_for(lambda: any(entry[2] for entry in os.walk(work_dir)), what="the dump to write")
+    if data_path == "directory":
+        wait_for(lambda: any(entry[2] for entry in os.walk(work_dir)), what="the dump to write")
+    else:
+        wait_for(lambda: restoring(target, dbname), what="the stream to reach the target")
     own_source.stop(mode="immediate")
     result = run_module.result(proc)
     assert result["failed"] and result["phase"] == "dump", result.get("msg")
     assert dbname in result["msg"] and "127.0.0.1:%d" % own_source.port in result["msg"]
-    assert marker_states(target, dbname) == [], "the target was touched although the dump failed"
-    assert execute(target, dbname, "SELECT count(*) FROM pg_class WHERE relnamespace = 'public'::regnamespace")[0][0] == 0
+    if data_path == "directory":
+        # The dump is complete before the target is touched.
+        assert marker_states(target, dbname) == [], "the target was touched although the dump failed"
+        assert execute(target, dbname, "SELECT count(*) FROM pg_class WHERE relnamespace = 'public'::regnamespace"
+                       )[0][0] == 0
+    else:
+        # Streaming writes while it reads: the target is visibly unfinished.
+        assert marker_states(target, dbname) == ["in_progress"]
     assert_nothing_left(work_dir, dbname)
     own_source.start()
     # Crash recovery itself moves sequences ahead (PostgreSQL WAL-logs them 32 values at a time).
     assert diff(before, snapshot(own_source.params(), dbname), ignore=("sequences",)) == []
-    succeeded(run_module(module_args(own_source, target, dbname, work_dir)), "migrated")
+    again = run_module(module_args(own_source, target, dbname, work_dir, data_path=data_path))
+    succeeded(again, "migrated" if data_path == "directory" else "resumed")
     assert compare(own_source.params(), dbname, target.params(), dbname) == []
 
 
@@ -111,7 +122,8 @@ def test_work_dir_fills_up_during_the_dump(source, target, dbname, run_module, t
     small.mkdir()
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(small)], check=True)
     try:
-        result = run_module(module_args(source, target, dbname, str(small)))
+        # Only the directory data path writes the data to work_dir (streaming writes index definitions).
+        result = run_module(module_args(source, target, dbname, str(small), data_path="directory"))
         assert_nothing_left(str(small), dbname)
     finally:
         subprocess.run(["umount", str(small)], check=True)
@@ -215,6 +227,10 @@ def test_role_interrupted_during_the_restore_ends_its_background_jobs(source, ta
     proc = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", play.inventory,
                              "-e", "@" + vars_file, PLAYBOOK], env=ansible_env(), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, cwd=str(tmp_path))
+    # Interrupt while the role waits for the background migration and it restores.
+    for line in proc.stdout:
+        if line.startswith("[localhost] analysis: restore"):
+            break
     wait_for(lambda: restoring(target, "analysis"), timeout=300, what="the restore to start")
     proc.send_signal(signal.SIGINT)
     proc.communicate(timeout=120)
@@ -227,3 +243,23 @@ def test_role_interrupted_during_the_restore_ends_its_background_jobs(source, ta
     again = play(db_migration_databases=["analysis"])
     assert again.returncode == 0, again.output
     assert compare(source.params(), "analysis", target.params(), "analysis") == []
+
+
+def test_target_crash_after_the_copy_is_no_change(source, own_target, dbname, run_module, work_dir):
+    """A crash (or failover) throws the target's statistics away; an untouched copy is still
+    recognised as unchanged, and a copy written to after the crash is still refused."""
+    create_feature_database(source, dbname)
+    create_database(own_target, dbname)
+    succeeded(run_module(module_args(source, own_target, dbname, work_dir)), "migrated")
+    own_target.stop(mode="immediate")
+    own_target.start()
+    rerun = succeeded(run_module(module_args(source, own_target, dbname, work_dir)), "unchanged")
+    assert rerun["changed"] is False
+    own_target.stop(mode="immediate")
+    own_target.start()
+    execute(own_target, dbname, "INSERT INTO account (email, name) SELECT 'app' || i || '@example.com', 'app'"
+                                " FROM generate_series(1, 50) i")
+    execute(source, dbname, "DELETE FROM issue WHERE id = 11")
+    refused = run_module(module_args(source, own_target, dbname, work_dir))
+    assert refused["failed"] and refused["action"] == "refused", refused.get("msg")
+    assert "changed since this module copied it" in refused["msg"]

@@ -47,10 +47,14 @@ def migrated(source, target, dbname, run_module, work_dir):
 
 
 class TestFirstMigration:
-    def test_empty_target_is_migrated_and_equal(self, source, target, dbname, run_module, work_dir):
+    @pytest.mark.parametrize("data_path, phases", [
+        ("stream", ("dump", "pre-data", "restore", "post-data", "verify", "analyze", "total")),
+        ("directory", ("dump", "restore", "verify", "analyze", "total")),
+    ])
+    def test_empty_target_is_migrated_and_equal(self, source, target, dbname, run_module, work_dir, data_path, phases):
         create_feature_database(source, dbname)
         create_database(target, dbname)
-        result = run_module(module_args(source, target, dbname, work_dir, verify="checksums"))
+        result = run_module(module_args(source, target, dbname, work_dir, verify="checksums", data_path=data_path))
         assert not result.get("failed"), result.get("msg")
         succeeded(result, "migrated")
         assert result["changed"] is True
@@ -60,7 +64,7 @@ class TestFirstMigration:
         assert tables["issue"]["source_hash"] == tables["issue"]["target_hash"]
         assert set(tables) == {"account", "issue", "UserSettings"}
         assert result["verified"] == {"mode": "checksums", "tables": 3, "rows": 3202, "equal": True}
-        for phase in ("dump", "restore", "verify", "analyze", "total"):
+        for phase in phases:
             assert result["phases"][phase] >= 0
         assert result["dump_bytes"] > 0
         assert marker_rows(target, dbname) == [("complete", "migrated")]
@@ -304,7 +308,7 @@ class TestFailures:
                                 "CREATE EVENT TRIGGER no_ddl ON ddl_command_end WHEN TAG IN ('CREATE TABLE') "
                                 "EXECUTE PROCEDURE codacy_migration.no_ddl()")
         result = run_module(module_args(source, target, dbname, work_dir))
-        assert result["failed"] and result["phase"] == "restore"
+        assert result["failed"] and result["phase"] == "pre-data"  # creating the tables, before any data
         assert "restores are forbidden here" in result["msg"] and dbname in result["msg"]
         assert "127.0.0.1:%d" % target.port in result["msg"]
         assert os.listdir(work_dir) == [], "the dump directory was left behind after a failed restore"

@@ -114,3 +114,32 @@ class TestTools:
         log = tmp_path / "log"
         log.write_text("pg_restore: connecting\npg_restore: error: could not execute query: ERROR: boom\nmore\n")
         assert pgtools.first_errors(str(log)) == ["pg_restore: error: could not execute query: ERROR: boom"]
+
+
+class TestTargetChanges:
+    recorded = {"catalog": "a", "tables": {"public.t": [100, 0, 0]}, "sequences": {"public.s": "100"},
+                "server": None, "sizes": {"public.t": 8192}}
+
+    def now(self, **parts):
+        return dict(self.recorded, **parts)
+
+    def test_untouched(self):
+        assert fingerprint.target_changes(self.recorded, self.now()) == []
+
+    def test_rows_written(self):
+        assert fingerprint.target_changes(self.recorded, self.now(tables={"public.t": [101, 0, 0]})) == [
+            "rows written in public.t"]
+
+    def test_statistics_reset_on_an_untouched_copy_is_no_change(self):
+        assert fingerprint.target_changes(self.recorded, self.now(tables={"public.t": [0, 0, 0]})) == []
+
+    def test_statistics_reset_and_writes_show_in_sizes_or_sequences(self):
+        reset = {"public.t": [3, 0, 0]}
+        assert fingerprint.target_changes(self.recorded, self.now(tables=reset, sizes={"public.t": 16384})) == [
+            "public.t changed size"]
+        assert fingerprint.target_changes(self.recorded, self.now(tables=reset, sequences={"public.s": "103"})) == [
+            "sequence public.s moved"]
+
+    def test_statistics_reset_without_recorded_sizes_cannot_tell(self):
+        recorded = dict(self.recorded, sizes=None)
+        assert "no sizes" in fingerprint.target_changes(recorded, self.now(tables={"public.t": [0, 0, 0]}))[0]
