@@ -9,7 +9,7 @@ export ANSIBLE_LOCALHOST_WARNING := False
 export ANSIBLE_INVENTORY_UNPARSED_WARNING := False
 PYTEST_ARGS ?=
 
-.PHONY: help demo demo-clean bench system venv collection test pytest unit integration lint sanity clean constraints
+.PHONY: help demo demo-clean bench molecule system venv collection test pytest unit integration lint sanity clean constraints
 
 help:
 	@echo "make demo         migrate sample data between two throwaway local servers (DEMO_SCALE_MB=100)"
@@ -20,6 +20,7 @@ help:
 	@echo "make integration  module tests against throwaway PostgreSQL servers"
 	@echo "make lint         ruff, yamllint, ansible-lint, antsibull-changelog and antsibull-docs lint"
 	@echo "make sanity       ansible-test sanity"
+	@echo "make molecule     the Molecule scenarios against containers (docker and images included)"
 	@echo "make clean        remove .venv, build/ and test output"
 
 demo: venv collection
@@ -49,7 +50,7 @@ $(COLLECTION_LINK):
 	mkdir -p $(dir $@)
 	ln -sfn ../../../.. $@
 
-test: system venv collection lint sanity pytest
+test: system venv collection lint sanity pytest molecule
 
 pytest: system venv collection
 	$(BIN)/pytest -p no:cacheprovider tests/unit tests/support tests/integration tests/bench $(PYTEST_ARGS)
@@ -66,6 +67,10 @@ lint: venv collection
 	$(BIN)/ansible-lint --profile production
 	$(BIN)/antsibull-changelog lint
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/antsibull-docs lint-collection-docs --plugin-docs .
+
+# Molecule scenarios against containers (docker, images and all: see extensions/molecule/README.md)
+molecule: venv
+	MOLECULE=$(CURDIR)/$(BIN)/molecule extensions/molecule/run.sh
 
 # ansible-test sanity on what the collection ships (see tests/sanity/run.sh)
 sanity: venv
