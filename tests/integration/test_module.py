@@ -6,13 +6,11 @@ Equality is judged by tests.support.compare, an oracle that shares no code with 
 import os
 import re
 import subprocess
-import threading
-import time
 
 import pytest
 
 from tests.integration.conftest import PASSWORD, module_args, succeeded
-from tests.integration.features import create_database, create_feature_database, execute
+from tests.integration.features import ArgvSampler, create_database, create_feature_database, execute
 from tests.support.compare import compare, snapshot
 
 MARKER_SCHEMA = "codacy_migration"
@@ -349,36 +347,11 @@ class TestSecrets:
         execute(source, dbname, "INSERT INTO issue (account_id, level, message) "
                                 "SELECT 1, 'info', repeat(md5(i::text), 20) FROM generate_series(1, 100000) i")
         create_database(target, dbname)
-        leaks, seen = [], set()
-        done = threading.Event()
-
-        def sample():
-            while not done.is_set():
-                for pid in os.listdir("/proc"):
-                    if not pid.isdigit():
-                        continue
-                    try:
-                        with open("/proc/%s/cmdline" % pid, "rb") as handle:
-                            argv = handle.read().decode(errors="replace")
-                    except OSError:
-                        continue
-                    if PASSWORD in argv:
-                        leaks.append(argv)
-                    for program in ("pg_dump", "pg_restore", "vacuumdb", "ansible-playbook"):
-                        if program in argv:
-                            seen.add(program)
-                time.sleep(0.01)
-
-        sampler = threading.Thread(target=sample)
-        sampler.start()
-        try:
+        with ArgvSampler(PASSWORD) as sampler:
             result = run_module(module_args(source, target, dbname, work_dir), verbosity=3)
-        finally:
-            done.set()
-            sampler.join()
         succeeded(result, "migrated")
-        assert {"pg_dump", "pg_restore", "ansible-playbook"} <= seen, "the sampler saw no client process: %s" % seen
-        assert leaks == []
+        assert {"pg_dump", "pg_restore", "ansible-playbook"} <= sampler.seen, "saw no client: %s" % sampler.seen
+        assert sampler.leaks == []
         output = result["_stdout"] + result["_stderr"]
         assert "codacy_db_migrate" in output and PASSWORD not in output
         assert not re.search(re.escape(PASSWORD[:8]), output)

@@ -3,37 +3,17 @@ connections are read-only."""
 
 import os
 import subprocess
-import threading
-import time
 
 import psycopg2
 import pytest
 
 from tests.integration.conftest import ansible_env, write_private
+from tests.integration.features import ArgvSampler
 from tests.integration.test_role import PLAYBOOK, Play
 from tests.support import dataset
 from tests.support.pgserver import PgServer
 
 SENTINEL = "Sentinel'Pw \"9:x\\z-4f1c"
-
-
-def sample_argv(stop, leaks, seen):
-    """Read every process's argv until `stop` is set; keep those holding the sentinel."""
-    while not stop.is_set():
-        for pid in os.listdir("/proc"):
-            if not pid.isdigit():
-                continue
-            try:
-                with open("/proc/%s/cmdline" % pid, "rb") as handle:
-                    argv = handle.read().decode(errors="replace")
-            except OSError:
-                continue
-            if SENTINEL in argv:
-                leaks.append(argv)
-            for program in ("pg_dump", "pg_restore", "vacuumdb"):
-                if program in argv:
-                    seen.add(program)
-        time.sleep(0.01)
 
 
 def files_under(path):
@@ -46,17 +26,11 @@ def test_sentinel_password_appears_nowhere(tmp_path):
     with PgServer(password=SENTINEL) as source, PgServer(password=SENTINEL) as target:
         dataset.generate(source.params(), scale_mb=3, progress=lambda *args: None)
         play = Play(tmp_path, source, target)
-        stop, leaks, seen = threading.Event(), [], set()
-        sampler = threading.Thread(target=sample_argv, args=(stop, leaks, seen))
-        sampler.start()
-        try:
+        with ArgvSampler(SENTINEL) as sampler:
             result = play(PLAYBOOK, "-vvv")
-        finally:
-            stop.set()
-            sampler.join()
         assert result.returncode == 0, result.output[-3000:]
-        assert {"pg_dump", "pg_restore", "vacuumdb"} <= seen, "the sampler saw no client process: %s" % seen
-        assert leaks == []
+        assert {"pg_dump", "pg_restore", "vacuumdb"} <= sampler.seen, "saw no client process: %s" % sampler.seen
+        assert sampler.leaks == []
         assert SENTINEL not in result.output
         assert "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER" in result.output  # -vvv did print the (masked) arguments
         with open(play.report) as handle:
