@@ -561,10 +561,11 @@ class Migration:
 
     def remove_private_dir(self):
         """The dump and the passfile go, whatever happened; with keep_dump only the dump stays."""
-        if self.params["keep_dump"]:
-            self.result["dump_dir"] = os.path.join(self.private_dir, "dump")
+        kept = [name for name in ("dump", "schema") if os.path.isdir(os.path.join(self.private_dir, name))]
+        if self.params["keep_dump"] and kept:
+            self.result["dump_dir"] = os.path.join(self.private_dir, kept[0])
             for name in os.listdir(self.private_dir):
-                if name != "dump":
+                if name not in kept:
                     os.unlink(os.path.join(self.private_dir, name))
         else:
             shutil.rmtree(self.private_dir, ignore_errors=True)

@@ -90,7 +90,7 @@ options:
   keep_dump:
     description:
       - Keep the dump directory under O(work_dir) after the run (for inspection). Its path is returned
-        in RV(dump_dir).
+        in RV(dump_dir). With O(data_path=stream) it holds the definitions only.
     type: bool
     default: false
   analyze:
