@@ -64,7 +64,7 @@ integration: system venv collection
 lint: venv collection
 	$(BIN)/ruff check plugins tests bench demo
 	$(BIN)/yamllint -s .
-	$(BIN)/ansible-lint --profile production
+	$(BIN)/ansible-lint
 	$(BIN)/antsibull-changelog lint
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/antsibull-docs lint-collection-docs --plugin-docs .
 
