@@ -106,7 +106,7 @@ class Guard:
     NAMES = {signal.SIGTERM: "SIGTERM", signal.SIGHUP: "SIGHUP", signal.SIGINT: "SIGINT"}
 
     def __init__(self, time_limit=0, heartbeat_file=None, heartbeat_timeout=0, on_abort=None, grace=20.0):
-        self.deadline = time.time() + time_limit if time_limit else None
+        self.deadline = None
         self.time_limit = time_limit
         self.heartbeat_file = heartbeat_file
         self.heartbeat_timeout = heartbeat_timeout
@@ -142,6 +142,11 @@ class Guard:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
         return False
+
+    def start_clock(self):
+        """The time limit counts from now (not from a wait in the queue)."""
+        if self.time_limit:
+            self.deadline = time.time() + self.time_limit
 
     # -- the watchdog ------------------------------------------------------------------------------
     def why_end(self):

@@ -515,6 +515,7 @@ class Migration:
                 return self.result
             with self.make_guard():
                 self.wait_for_slot()
+                self.guard.start_clock()
                 self.private_dir = tempfile.mkdtemp(prefix="codacy_db_migrate-", dir=self.params["work_dir"])
                 try:
                     self.copy(action)
