@@ -663,6 +663,7 @@ class Ours(Contender):
                      "db_migration_databases": list(SIX), "db_migration_work_dir": work_dir,
                      "db_migration_report_path": report_path,
                      "ansible_connection": "local", "ansible_python_interpreter": sys.executable}
+        variables.update(ctx.args.ours_var)  # --ours-var: role variables to compare against the defaults
         vars_path = os.path.join(run_dir, "vars.json")
         fd = os.open(vars_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as handle:
@@ -1228,6 +1229,8 @@ def parse_args(argv):
     parser.add_argument("--setting", action="append", default=[], metavar="KEY=VALUE",
                         help="extra server setting for both servers (repeatable), e.g. wal_level=minimal")
     parser.add_argument("--pgcopydb-jobs", type=int, default=2, help="pgcopydb --table-jobs/--index-jobs (2)")
+    parser.add_argument("--ours-var", action="append", default=[], metavar="KEY=VALUE", type=ours_variable,
+                        help="a role variable for `ours` (YAML value), e.g. db_migration_concurrency=3; repeatable")
     parser.add_argument("--bound-configs", default=DEFAULT_BOUND_CONFIGS,
                         help="restore configs for the bound, DATABASESxJOBS (%s)" % DEFAULT_BOUND_CONFIGS)
     parser.add_argument("--timeout", type=int, default=3600, help="limit per run, seconds (3600)")
@@ -1261,6 +1264,15 @@ def ensure_collection_link():
     if not os.path.lexists(COLLECTION_LINK):
         os.makedirs(os.path.dirname(COLLECTION_LINK), exist_ok=True)
         os.symlink("../../../..", COLLECTION_LINK)
+
+
+def ours_variable(text):
+    """--ours-var KEY=VALUE, the value read as YAML (numbers, booleans, lists)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.startswith("db_migration_"):
+        raise argparse.ArgumentTypeError("expected db_migration_<name>=<value>, got %r" % text)
+    import yaml  # noqa: PLC0415 (only for this option)
+    return key, yaml.safe_load(value)
 
 
 def main(argv=None):
@@ -1538,6 +1550,9 @@ def write_reports(report, args):
     print("servers: PostgreSQL %s -> %s, settings: %s" % (
         report["servers"]["source_version"], report["servers"]["target_version"],
         ", ".join("%s=%s" % kv for kv in sorted(report["servers"]["target_settings"].items()))))
+    if args.ours_var:
+        print("ours with: %s" % ", ".join("%s=%s" % kv for kv in args.ours_var))
+    report["ours_variables"] = dict(args.ours_var)
     os.makedirs(args.results_dir, exist_ok=True)
     stamp = report["started"].replace(" ", "-").replace(":", "")
     base = os.path.join(args.results_dir, stamp)
