@@ -10,7 +10,7 @@ __metaclass__ = type
 DOCUMENTATION = r"""
 module: codacy_db_create
 short_description: Create an empty target database for a Codacy database migration
-version_added: 0.1.0
+version_added: 1.0.0
 description:
   - Creates the database O(name) on the target server from C(template0) with the given encoding,
     C(LC_COLLATE) and C(LC_CTYPE) (those of the source database, so that text sorts and compares

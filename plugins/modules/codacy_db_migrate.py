@@ -10,7 +10,7 @@ __metaclass__ = type
 DOCUMENTATION = r"""
 module: codacy_db_migrate
 short_description: Migrate one PostgreSQL database of Codacy Self-hosted to another server, idempotently
-version_added: 0.1.0
+version_added: 1.0.0
 description:
   - Copies one database from a source server to an existing database on a target server with
     C(pg_dump) and C(pg_restore) (directory format, O(jobs) parallel workers on both sides), then

@@ -10,7 +10,7 @@ __metaclass__ = type
 DOCUMENTATION = r"""
 module: codacy_db_preflight
 short_description: Check that a set of Codacy databases can be migrated, before anything is written
-version_added: 0.1.0
+version_added: 1.0.0
 description:
   - Runs every check that the role C(codacy.selfhosted.db_migration) makes before it writes anything, and
     reports all problems together, each with what to do. It only reads.

@@ -10,7 +10,7 @@ __metaclass__ = type
 DOCUMENTATION = r"""
 module: codacy_db_wait
 short_description: Wait for background database migrations, showing each one's phase and progress
-version_added: 0.1.0
+version_added: 1.0.0
 description:
   - Waits for M(codacy.selfhosted.codacy_db_migrate) tasks started in the background (C(async) with
     C(poll=0)) and prints, every O(interval) seconds, which database is in which phase and how far it is,
