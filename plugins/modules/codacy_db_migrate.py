@@ -51,8 +51,9 @@ options:
     type: str
   work_dir:
     description:
-      - Directory in which a private (0700) directory is made for the dump. It needs free space for
-        an uncompressed dump of the database (roughly its size without indexes).
+      - Directory in which a private (0700) directory is made for the dump. With O(data_path=stream) only
+        the definitions of tables, indexes and constraints are written there; with O(data_path=directory) it
+        needs free space for an uncompressed dump of the database (roughly its size without indexes).
       - The private directory is removed when the module ends, whatever happens, unless O(keep_dump=true).
     type: path
     default: /var/tmp

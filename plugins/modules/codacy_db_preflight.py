@@ -18,9 +18,10 @@ description:
     of O(admin_roles) (managed services have no C(SUPERUSER)), and the target user may create databases
     when some are missing; C(pg_dump) and C(pg_restore) are at least the source server's major version;
     every listed database exists on the source (databases that are not listed are named in a warning);
-    the extensions installed in them are available on the target server; O(work_dir) has room for the
-    dumps of the O(concurrency) largest databases; no other session is connected to a source database
-    (unless O(allow_active_sessions=true)); both servers accept the connections the migration will open.
+    the extensions installed in them are available on the target server; O(work_dir) is writable (and,
+    with O(data_path=directory), has room for the dumps of the O(concurrency) largest databases); no other
+    session is connected to a source database (unless O(allow_active_sessions=true)); both servers accept
+    the connections the migration will open.
   - For every target database that exists, decides with the code of M(codacy.selfhosted.codacy_db_migrate)
     (in check mode, writing nothing) what a migration would do, and counts its refusals as problems
     (data this collection did not put there, a copy changed on the target, encoding or collation,
