@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# ansible-test sanity, offline-friendly: ansible-test bootstraps pip in its virtualenvs with a
+# antsibull-docs lint and ansible-test sanity on what the collection ships, offline-friendly: ansible-test bootstraps pip in its virtualenvs with a
 # get-pip script from a host that is not always reachable; we seed its cache with a shim that
 # installs pip from the pip wheel on PyPI instead. ansible-test needs the collection under an
 # ansible_collections/<namespace>/<name> path, so the checkout's files are copied there.
@@ -49,4 +49,5 @@ for path in filter(None, files):
 PY
 cd "$TREE"
 git init -q . && git add -A >/dev/null 2>&1   # ansible-test lists the collection's files with git
+PATH="$BIN:$PATH" "$BIN/antsibull-docs" lint-collection-docs --plugin-docs .
 "$BIN/ansible-test" sanity --venv --python "$PYTHON_VERSION" "$@"
