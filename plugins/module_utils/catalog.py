@@ -146,16 +146,10 @@ def server_info(conn):
     version, version_num, user, pid = fetchall(conn, SERVER_SQL)[0]
     info = {"version": version.split()[0], "version_num": version_num,
             "major": version_num // 10000, "user": user, "system_identifier": None}
-    try:
-        with conn.cursor() as cur:
-            cur.execute("SAVEPOINT sysid" if not conn.autocommit else "SELECT 1")
-            cur.execute(SYSTEM_IDENTIFIER_SQL)
-            info["system_identifier"] = cur.fetchone()[0]
+    try:  # (the connection is in autocommit mode: a failed statement leaves nothing to roll back)
+        info["system_identifier"] = fetchall(conn, SYSTEM_IDENTIFIER_SQL)[0][0]
     except Exception:  # pylint: disable=broad-except
-        # pg_control_system() is restricted on some managed services; the caller falls back
-        # to comparing addresses.
-        if not conn.autocommit:
-            conn.rollback()
+        pass  # pg_control_system() is restricted on some managed services: the caller compares addresses
     return info
 
 
