@@ -19,7 +19,7 @@ FIRST_NORMAL_OID = 16384
 
 SERVER_SQL = """
 SELECT current_setting('server_version'), current_setting('server_version_num')::int,
-       current_user, pg_backend_pid()
+       current_user, pg_postmaster_start_time()::text
 """
 
 DATABASE_SQL = """
@@ -143,13 +143,13 @@ def fetchall(conn, query, args=None):
 
 
 def server_info(conn):
-    version, version_num, user, pid = fetchall(conn, SERVER_SQL)[0]
+    version, version_num, user, started = fetchall(conn, SERVER_SQL)[0]
     info = {"version": version.split()[0], "version_num": version_num,
-            "major": version_num // 10000, "user": user, "system_identifier": None}
+            "major": version_num // 10000, "user": user, "system_identifier": None, "started": started}
     try:  # (the connection is in autocommit mode: a failed statement leaves nothing to roll back)
         info["system_identifier"] = fetchall(conn, SYSTEM_IDENTIFIER_SQL)[0][0]
     except Exception:  # pylint: disable=broad-except
-        pass  # pg_control_system() is restricted on some managed services: the caller compares addresses
+        pass  # pg_control_system() is restricted on some managed services: the caller compares start times
     return info
 
 

@@ -95,14 +95,18 @@ def work_dir_problem(work_dir, probe_write=True):
 
 
 def same_database(source_info, target_info, source, target, database, target_database):
-    """True when source and target are the same database (same server by system identifier,
-    or by address when an identifier cannot be read) — migrating onto itself would destroy it."""
+    """True when source and target are the same database — migrating onto itself would destroy it.
+
+    The same server is recognised by its system identifier, whatever name or address reaches it;
+    where that cannot be read (some managed services), by its start time (to the microsecond) or
+    its address."""
     if database != target_database:
         return False
     sid, tid = source_info["system_identifier"], target_info["system_identifier"]
     if sid and tid:
         return sid == tid
-    return (source.host.lower(), source.port) == (target.host.lower(), target.port)
+    return source_info.get("started") == target_info.get("started") or \
+        (source.host.lower(), source.port) == (target.host.lower(), target.port)
 
 
 def decide(content, record, source_fp, source_identity, target_fp, other_sessions, force):

@@ -137,8 +137,10 @@ def test_same_database_by_system_identifier():
     assert mod.same_database(src, tgt, E("a", 1), E("b", 2), "db", "db")
     assert not mod.same_database(src, tgt, E("a", 1), E("b", 2), "db", "other")
     assert not mod.same_database(src, {"system_identifier": "2"}, E("a", 1), E("a", 1), "db", "db")
-    none = {"system_identifier": None}
-    assert mod.same_database(none, none, E("A", 1), E("a", 1), "db", "db")
+    unknown = {"system_identifier": None, "started": "2026-11-26 10:00:00.123456+00"}
+    assert mod.same_database(unknown, dict(unknown), E("a", 1), E("b", 2), "db", "db")
+    assert mod.same_database(unknown, dict(unknown, started="other"), E("A", 1), E("a", 1), "db", "db")
+    assert not mod.same_database(unknown, dict(unknown, started="other"), E("a", 1), E("b", 2), "db", "db")
 
 
 def test_version_matches_galaxy_yml():
