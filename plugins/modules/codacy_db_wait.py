@@ -15,9 +15,10 @@ description:
   - Waits for M(codacy.selfhosted.codacy_db_migrate) tasks started in the background (C(async) with
     C(poll=0)) and prints, every O(interval) seconds, which database is in which phase and how far it is,
     so a long restore never looks hung. Returns every job's result, in the order they were started.
-  - While it waits, it touches the file C(heartbeat) beside the jobs' progress files; migrations started
-    with O(codacy.selfhosted.codacy_db_migrate#module:queue.heartbeat_timeout) end when it stops (for example
-    when ansible-playbook is interrupted), so that nothing keeps running unwatched.
+  - While it waits, it touches the file C(heartbeat) beside the jobs' progress files (it never creates it: the
+    caller does, before starting the jobs); migrations started with
+    O(codacy.selfhosted.codacy_db_migrate#module:queue.heartbeat_timeout) end when it goes stale or is removed
+    (when ansible-playbook is interrupted, this action removes it at once), so that nothing keeps running unwatched.
   - It does not fail when a migration failed; the failed results are returned for the caller to report.
 author:
   - Codacy Self-hosted team (@codacy)
@@ -139,11 +140,11 @@ def heartbeat_files(jobs):
 
 def beat(jobs):
     """Tell the background migrations that someone still waits for them (see the `queue.heartbeat_timeout`
-    option of codacy_db_migrate): touch `heartbeat` beside their progress files."""
+    option of codacy_db_migrate): touch `heartbeat` beside their progress files. Never create it:
+    once an interrupted controller removed it, a wait still running must not bring it back."""
     for path in heartbeat_files(jobs):
         try:
-            with open(path, "a"):
-                os.utime(path, None)
+            os.utime(path, None)
         except OSError:
             pass
 
