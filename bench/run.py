@@ -1,6 +1,6 @@
 """Benchmark: the vendor guide's script, our playbook, pgcopydb and reference data paths, side by side.
 
-    python -m bench.run [--scale-mb 2800] [--runs 3] [--only vendor,ours,pgcopydb,stream,bound,rerun] [--smoke]
+    python -m bench.run [--scale-mb 2800] [--runs 3] [--only vendor,ours,pgcopydb,directory,bound,rerun] [--smoke]
 
 Run from the collection root. Starts two throwaway PostgreSQL servers (source and target, the host's
 PostgreSQL, the same settings for both), generates the Codacy-shaped dataset on the source once (kept
@@ -51,7 +51,7 @@ COLLECTIONS = os.path.join(ROOT, "build", "collections")
 COLLECTION_LINK = os.path.join(COLLECTIONS, "ansible_collections", "codacy", "selfhosted")
 
 SIX = dataset.SIX
-CONTENDERS = ("vendor", "ours", "pgcopydb", "stream")
+CONTENDERS = ("vendor", "ours", "pgcopydb", "directory")
 EXTRAS = ("bound", "rerun")
 DEFAULT_BOUND_CONFIGS = "6x1,6x2,2x2,1x2"
 SMOKE_SCALE_MB = 5
@@ -614,6 +614,7 @@ class Vendor(Contender):
 class Ours(Contender):
     name = "ours"
     title = "codacy.selfhosted playbook (defaults)"
+    fixed_variables = {}  # role variables that define this contender (over --ours-var)
 
     @property
     def description(self):
@@ -664,6 +665,7 @@ class Ours(Contender):
                      "db_migration_report_path": report_path,
                      "ansible_connection": "local", "ansible_python_interpreter": sys.executable}
         variables.update(ctx.args.ours_var)  # --ours-var: role variables to compare against the defaults
+        variables.update(self.fixed_variables)
         vars_path = os.path.join(run_dir, "vars.json")
         fd = os.open(vars_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as handle:
@@ -802,30 +804,19 @@ def merge(results, order):
     return {"rc": rc, "log": text, "error_lines": len(error_lines(text))}
 
 
-class Stream(Contender):
-    name = "stream"
-    title = "stream, 2 dbs at a time (harness reference)"
-    description = ("harness-only reference, not a collection feature: pg_dump -Fc -Z0 | pg_restore "
-                   "--single-transaction per database, two databases at a time, largest first; no dump on disk")
+class OursDirectory(Ours):
+    """Our playbook with the non-default data path: dump to the work directory, then restore."""
 
-    def version(self, ctx):
-        return run_text([ctx.tool("pg_dump"), "--version"]).strip()
+    name = "directory"
+    title = "codacy.selfhosted playbook, data_path: directory"
+    fixed_variables = {"db_migration_data_path": "directory"}
 
-    def run(self, ctx, run_dir, timeout):
-        def one(db, remaining):
-            log_path = os.path.join(run_dir, "stream-%s.log" % db)
-            with open(log_path, "w") as out:
-                dump = spawn([ctx.tool("pg_dump"), "--format=custom", "--compress=0"] + ctx.conn_args(ctx.source, db),
-                             env=ctx.env(), stdout=subprocess.PIPE, stderr=out)
-                restore = spawn([ctx.tool("pg_restore"), "--single-transaction"] + ctx.conn_args(ctx.target, db),
-                                env=ctx.env(), stdin=dump.stdout, stdout=out, stderr=out)
-                dump.stdout.close()
-                restore_rc = finish(restore, remaining)
-                dump_rc = finish(dump, 30 if restore_rc is not None else 1)
-            rc = restore_rc if restore_rc != 0 else dump_rc
-            return {"rc": rc, "log": "pg_dump exit %s, pg_restore exit %s\n%s" % (dump_rc, restore_rc, read(log_path))}
+    @property
+    def description(self):
+        return "as ours, with db_migration_data_path: directory (pg_dump -Fd -j to disk, then pg_restore -Fd -j)"
 
-        return merge(run_queue(ctx.order, 2, one, timeout), ctx.order)
+    def work_dir(self, ctx):
+        return os.path.join(ctx.workdir, "directory-work")
 
 
 BOUND_DESCRIPTION = ("pg_restore -Fd --jobs=J --exit-on-error of uncompressed directory dumps (-Fd -Z0) prepared "
@@ -1288,7 +1279,7 @@ def main(argv=None):
 
     if args.generate_only:
         return generate_only(args, settings, workdir)
-    contenders = {"vendor": Vendor(), "ours": Ours(), "pgcopydb": PgCopyDb(args.pgcopydb_jobs), "stream": Stream()}
+    contenders = {"vendor": Vendor(), "ours": Ours(), "pgcopydb": PgCopyDb(args.pgcopydb_jobs), "directory": OursDirectory()}
     wanted = [n for n in CONTENDERS if n in args.only]
     notes, skipped = [], {}
     if not subreaper:
@@ -1420,7 +1411,7 @@ def main(argv=None):
             "guide's design, used here only against throwaway servers. Every other contender gets it from a 0600 "
             "passfile (PGPASSFILE) or, for ansible, a 0600 vars file.",
             "pgcopydb: per database, sequentially; see its description for the jobs.",
-            "stream and bound are harness references, not collection features.",
+            "bound is a harness reference, not a collection feature.",
         ]
         if skipped.get("pgcopydb"):
             notes.append("pgcopydb na: install it with `apt-get install pgcopydb` to compare")
