@@ -15,7 +15,7 @@ description:
   - Waits for M(codacy.selfhosted.codacy_db_migrate) tasks started in the background (C(async) with
     C(poll=0)) and prints, every O(interval) seconds, which database is in which phase and how far it is,
     so a long restore never looks hung. Returns every job's result, in the order they were started.
-  - While it waits, it touches the file C(heartbeat) beside the jobs' progress files (it never creates it: the
+  - While it waits, it touches the file C(heartbeat) beside the jobs' progress files (it never creates it; the
     caller does, before starting the jobs); migrations started with
     O(codacy.selfhosted.codacy_db_migrate#module:queue.heartbeat_timeout) end when it goes stale or is removed
     (when ansible-playbook is interrupted, this action removes it at once), so that nothing keeps running unwatched.
