@@ -3,7 +3,7 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Benchmark helper (not part of the collection): record migration results of a playbook run.
 
-Enabled by bench/run.py only (ANSIBLE_CALLBACK_PLUGINS=bench/callback_plugins,
+Enabled by the harness only (bench/run/contenders/ours.py: ANSIBLE_CALLBACK_PLUGINS=bench/callback_plugins,
 ANSIBLE_CALLBACKS_ENABLED=bench_record). Appends one JSON line per task result that carries
 `phases` (a codacy_db_migrate result, looped or not) and one line with the play recap to the
 file named by BENCH_RECORD_FILE. Only the keys listed below are kept: no module arguments, so
