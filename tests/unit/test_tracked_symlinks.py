@@ -28,10 +28,10 @@ def tracked():
 
 def link_targets(entries):
     """{path: target} of the tracked symlinks; the index holds a link's target as its blob's content."""
-    links = [(path, obj) for path, (mode, obj) in entries.items() if mode == SYMLINK_MODE]
-    out = git("cat-file", "--batch", stdin="".join(obj + "\n" for _, obj in links).encode())
+    links = {path: obj for path, (mode, obj) in entries.items() if mode == SYMLINK_MODE}
+    out = git("cat-file", "--batch", stdin="".join(obj + "\n" for obj in links.values()).encode())
     targets = {}
-    for path, _ in links:
+    for path in links:
         header, out = out.split(b"\n", 1)
         size = int(header.split()[2])
         targets[path], out = out[:size].decode(), out[size + 1:]
