@@ -7,7 +7,7 @@ it off; tests/conftest.py links the checkout under build/collections.
 
 import os
 
-import ansible_collections.codacy.selfhosted.plugins.module_utils as module_utils
+from ansible_collections.codacy.selfhosted.plugins import module_utils
 
 ROOT = os.path.realpath(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
