@@ -28,9 +28,53 @@ SELECT d.oid, pg_encoding_to_char(d.encoding), d.datcollate, d.datctype,
   FROM pg_database d WHERE d.datname = current_database()
 """
 
+# Objects of a database that live in no schema, which dropping the schemas leaves behind: (kind,
+# name, the statement that drops it, whether it must go before the schemas). Those an extension
+# created go with the extension.
+DATABASE_WIDE_SQL = """
+WITH ext AS (SELECT classid, objid FROM pg_depend WHERE deptype = 'e'),
+     obj(kind, name, drop_sql, early, catalog, oid) AS (
+  SELECT 'event trigger', quote_ident(evtname), 'DROP EVENT TRIGGER IF EXISTS ' || quote_ident(evtname), true,
+         'pg_event_trigger'::regclass, oid FROM pg_event_trigger
+  UNION ALL
+  -- Its replication slot (on another server) is left alone: pg_dump creates subscriptions unconnected.
+  SELECT 'subscription', quote_ident(subname), format('ALTER SUBSCRIPTION %%1$I DISABLE; ALTER SUBSCRIPTION %%1$I'
+         ' SET (slot_name = NONE); DROP SUBSCRIPTION %%1$I', subname), true, 'pg_subscription'::regclass, oid
+    FROM pg_subscription WHERE subdbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+  UNION ALL
+  SELECT 'publication', quote_ident(pubname), 'DROP PUBLICATION IF EXISTS ' || quote_ident(pubname), true,
+         'pg_publication'::regclass, oid FROM pg_publication
+  UNION ALL
+  SELECT 'foreign server', quote_ident(srvname), 'DROP SERVER IF EXISTS ' || quote_ident(srvname) || ' CASCADE', true,
+         'pg_foreign_server'::regclass, oid FROM pg_foreign_server
+  UNION ALL
+  SELECT 'foreign-data wrapper', quote_ident(fdwname),
+         'DROP FOREIGN DATA WRAPPER IF EXISTS ' || quote_ident(fdwname) || ' CASCADE', true,
+         'pg_foreign_data_wrapper'::regclass, oid FROM pg_foreign_data_wrapper
+  UNION ALL
+  SELECT 'cast', format('(%%s AS %%s)', format_type(castsource, NULL), format_type(casttarget, NULL)),
+         format('DROP CAST IF EXISTS (%%s AS %%s) CASCADE', format_type(castsource, NULL), format_type(casttarget, NULL)),
+         false, 'pg_cast'::regclass, oid FROM pg_cast
+  UNION ALL
+  SELECT 'access method', quote_ident(amname), 'DROP ACCESS METHOD IF EXISTS ' || quote_ident(amname) || ' CASCADE',
+         false, 'pg_am'::regclass, oid FROM pg_am
+  UNION ALL
+  SELECT 'language', quote_ident(lanname), 'DROP LANGUAGE IF EXISTS ' || quote_ident(lanname) || ' CASCADE', false,
+         'pg_language'::regclass, oid FROM pg_language
+  UNION ALL
+  SELECT 'transform', format('FOR %%s LANGUAGE %%I', format_type(t.trftype, NULL), l.lanname),
+         format('DROP TRANSFORM IF EXISTS FOR %%s LANGUAGE %%I CASCADE', format_type(t.trftype, NULL), l.lanname),
+         false, 'pg_transform'::regclass, t.oid FROM pg_transform t JOIN pg_language l ON l.oid = t.trflang
+)
+SELECT kind, name, drop_sql, early FROM obj
+ WHERE oid >= %(first)s AND (catalog, oid) NOT IN (SELECT classid, objid FROM ext)
+ ORDER BY early DESC, kind, name
+"""
+
 # What counts as content of a database: anything a restore would collide with or that a
 # refresh would remove. Extensions alone are not content (pg_dump emits CREATE EXTENSION IF
-# NOT EXISTS), nor is the empty `public` schema every new database has.
+# NOT EXISTS), nor is the empty `public` schema every new database has. The objects outside
+# schemas (DATABASE_WIDE_SQL) are content too.
 CONTENT_SQL = """
 SELECT kind, name FROM (
   SELECT CASE c.relkind WHEN 'r' THEN 'table' WHEN 'p' THEN 'table' WHEN 'v' THEN 'view'
@@ -57,14 +101,22 @@ SELECT kind, name FROM (
 """
 
 # Other sessions on this database. Our own (application_name codacy_db_migrate: this
-# collection's read-only source connections, e.g. a preflight's, still ending) cannot write.
+# collection's connections, e.g. a preflight's, still ending) do not count. A user that is neither
+# superuser nor in pg_read_all_stats sees other roles' sessions without their backend_type: such a
+# session cannot be ruled out and counts, unless it has no role at all (a server process such as
+# an autovacuum worker: every client session has a role).
 SESSIONS_SQL = """
-SELECT pid, coalesce(usename, '?'), coalesce(application_name, ''),
-       coalesce(client_addr::text, 'local'), coalesce(state, '')
+SELECT pid, coalesce(usename, '?'), coalesce(application_name, ''), coalesce(client_addr::text, 'local'),
+       coalesce(state, ''), backend_type IS NULL, current_user
   FROM pg_stat_activity
- WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'
+ WHERE datname = current_database() AND pid <> pg_backend_pid()
+   AND (backend_type = 'client backend' OR (backend_type IS NULL AND usesysid IS NOT NULL))
    AND application_name IS DISTINCT FROM 'codacy_db_migrate'
  ORDER BY pid
+"""
+
+SEES_ALL_SESSIONS_SQL = """
+SELECT rolsuper OR pg_has_role(current_user, 'pg_read_all_stats', 'USAGE') FROM pg_roles WHERE rolname = current_user
 """
 
 # Connections this user may still open: to the server (superusers may also use the reserved
@@ -161,7 +213,8 @@ def database_info(conn):
 
 def content(conn, skip_schema):
     """[(kind, name)] of what the database holds outside our marker schema."""
-    return fetchall(conn, CONTENT_SQL, {"first": FIRST_NORMAL_OID, "skip": skip_schema})
+    args = {"first": FIRST_NORMAL_OID, "skip": skip_schema}
+    return sorted(fetchall(conn, CONTENT_SQL, args) + [row[:2] for row in fetchall(conn, DATABASE_WIDE_SQL, args)])
 
 
 def describe_content(items, limit=5):
@@ -171,7 +224,20 @@ def describe_content(items, limit=5):
 
 
 def other_sessions(conn):
-    return ["pid %s %s@%s (%s) %s" % row for row in fetchall(conn, SESSIONS_SQL)]
+    """Sentences describing the other sessions connected to this database (see SESSIONS_SQL)."""
+    sessions = []
+    for pid, user, application, address, state, hidden, me in fetchall(conn, SESSIONS_SQL):
+        if hidden:
+            sessions.append("pid %s %s (%s): a session this user cannot see the details of (GRANT "
+                            "pg_read_all_stats TO %s, or connect as a superuser)" % (pid, user, application or "?", me))
+        else:
+            sessions.append("pid %s %s@%s (%s) %s" % (pid, user, address, application, state))
+    return sessions
+
+
+def sees_all_sessions(conn):
+    """True when this user can tell every session's kind and origin (superuser or pg_read_all_stats)."""
+    return fetchall(conn, SEES_ALL_SESSIONS_SQL)[0][0]
 
 
 def connection_shortfall(conn, endpoint, needed, what):
@@ -215,9 +281,24 @@ def schema_restriction_losses(source_conn, target_conn, schemas):
     return losses
 
 
+# Default privileges that apply in every schema, and the statements that give them back their
+# built-in value (then PostgreSQL removes the entry): the owner has every privilege, PUBLIC may
+# execute functions and use types.
+GLOBAL_DEFAULT_PRIVILEGES_SQL = """
+SELECT pg_get_userbyid(a.defaclrole), a.defaclobjtype,
+       array_agg(DISTINCT CASE WHEN x.grantee = 0 THEN NULL ELSE pg_get_userbyid(x.grantee) END)
+  FROM pg_default_acl a, aclexplode(a.defaclacl) x WHERE a.defaclnamespace = 0
+ GROUP BY 1, 2
+"""
+DEFAULT_PRIVILEGE_OBJECTS = {"r": "TABLES", "S": "SEQUENCES", "f": "FUNCTIONS", "T": "TYPES", "n": "SCHEMAS"}
+PUBLIC_DEFAULTS = {"f": "EXECUTE", "T": "USAGE"}
+
+
 def clear(conn, skip_schema):
-    """Remove every user object from a target database we own, keeping our marker schema and
-    an empty `public` with its previous owner, privileges and comment. One transaction."""
+    """Remove every object from a target database we own (everything a restore created: schemas,
+    extensions, large objects, and the objects outside schemas such as publications, event
+    triggers, subscriptions, foreign servers, casts), keeping our marker schema and an empty
+    `public` with its previous owner, privileges and comment. One transaction."""
     conn.autocommit = False
     try:
         with conn.cursor() as cur:
@@ -226,6 +307,12 @@ def clear(conn, skip_schema):
             public = cur.fetchone()
             cur.execute(grants_query("nspacl", "pg_namespace WHERE nspname = 'public'"))
             public_grants = cur.fetchall()
+            cur.execute(DATABASE_WIDE_SQL, {"first": FIRST_NORMAL_OID})
+            outside = cur.fetchall()
+            # Event triggers first, so that none fires while the rest is dropped.
+            for _kind, _name, drop, early in outside:
+                if early:
+                    cur.execute(drop)
             cur.execute("SELECT extname FROM pg_extension WHERE extname <> 'plpgsql'")
             for (name,) in cur.fetchall():
                 cur.execute(sql.SQL("DROP EXTENSION IF EXISTS {} CASCADE").format(sql.Identifier(name)))
@@ -233,7 +320,11 @@ def clear(conn, skip_schema):
                         " AND nspname <> %s AND nspname NOT LIKE 'pg\\_%%'", (FIRST_NORMAL_OID, skip_schema))
             for (name,) in cur.fetchall():
                 cur.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(name)))
+            for _kind, _name, drop, early in outside:
+                if not early:
+                    cur.execute(drop)
             cur.execute("SELECT lo_unlink(oid) FROM pg_largeobject_metadata")
+            reset_global_default_privileges(cur)
             if public is not None:
                 owner, comment = public
                 cur.execute(sql.SQL("CREATE SCHEMA public AUTHORIZATION {}").format(sql.Identifier(owner)))
@@ -246,6 +337,19 @@ def clear(conn, skip_schema):
         raise
     finally:
         conn.autocommit = True
+
+
+def reset_global_default_privileges(cur):
+    cur.execute(GLOBAL_DEFAULT_PRIVILEGES_SQL)
+    for role, kind, grantees in cur.fetchall():
+        prefix = sql.SQL("ALTER DEFAULT PRIVILEGES FOR ROLE {}").format(sql.Identifier(role))
+        objects = sql.SQL(DEFAULT_PRIVILEGE_OBJECTS[kind])
+        for grantee in grantees:
+            cur.execute(sql.SQL("{} REVOKE ALL ON {} FROM {}").format(
+                prefix, objects, sql.SQL("PUBLIC") if grantee is None else sql.Identifier(grantee)))
+        cur.execute(sql.SQL("{} GRANT ALL ON {} TO {}").format(prefix, objects, sql.Identifier(role)))
+        if kind in PUBLIC_DEFAULTS:
+            cur.execute(sql.SQL("{} GRANT {} ON {} TO PUBLIC").format(prefix, sql.SQL(PUBLIC_DEFAULTS[kind]), objects))
 
 
 def apply_grants(cur, on_object, grants):

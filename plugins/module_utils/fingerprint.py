@@ -1,19 +1,27 @@
 # -*- coding: utf-8 -*-
 # Copyright: Contributors to the codacy.selfhosted collection
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""A cheap, conservative fingerprint of a database's content.
+"""What a database looks like at one moment, cheaply, and what can be proven from two such looks.
 
-Reads only catalogs and statistics (no table data), so it costs milliseconds whatever the size.
-Any committed change makes it differ:
-- DDL, TRUNCATE, VACUUM FULL, CLUSTER, REFRESH MATERIALIZED VIEW: the catalog digest (object
-  definitions, relfilenodes, owners, ACLs, comments, database settings);
-- INSERT/UPDATE/DELETE/COPY: the per-table write counters of the statistics system (large
-  objects included, through pg_largeobject's counters);
-- nextval/setval: the sequences' last_value and is_called.
-Statistics can be lost when a server restarts after a crash or when they are reset, so for a
-source the postmaster start time and the statistics reset time are part of the fingerprint:
-a restart makes the next run refresh rather than trust counters that started again from zero.
-Extra refreshes are the price of being conservative; a missed change would lose data.
+A fingerprint reads catalogs and statistics only (no table data), in milliseconds whatever the size:
+- definitions: a digest of every catalog that holds the database's objects, derived from the
+  server's own list of catalogs (so no kind of object can be missed, now or in a later PostgreSQL),
+  with every column except those that change without a user change (VOLATILE_COLUMNS says which
+  and why), plus the database-level rows of the shared catalogs that pg_dump and this collection
+  carry (settings, comment, subscriptions, the names of the roles involved);
+- sequences: their values;
+- write counters: rows inserted, updated and deleted per table, from the statistics system;
+- the statistics' continuity: when they were last reset (a crash, a failover or pg_stat_reset()
+  start them again);
+- the transaction horizon: the next transaction id and the ones running. Every write takes a
+  transaction id, so when none was taken since a fingerprint that saw none running, nothing was
+  written: a proof that needs no statistics.
+
+Definitions and sequences are exact. Writes are proven by the transaction horizon when no
+transaction took an id on the whole server; otherwise the write counters are trusted only while
+they are continuous, counting (track_counts) and complete (no session still holds its pending
+counts, which the callers check). Where they cannot be trusted, a target is proven unwritten by
+reading its rows (rows_written_since) and a source is copied again.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -23,80 +31,89 @@ __metaclass__ = type
 import hashlib
 import json
 
-# Objects with an OID below this were made by initdb; everything users (and extensions) create
-# is above it. Filtering on it is cheaper and safer than lists of system schema names.
-FIRST_NORMAL_OID = 16384
+try:
+    from psycopg2 import sql
+except ImportError:  # reported by the modules through connection.HAS_PSYCOPG2
+    sql = None
 
-CATALOG_SQL = """
-WITH ns AS (
-  SELECT oid FROM pg_namespace
-  WHERE oid >= %(first)s AND nspname <> %(skip)s AND nspname NOT LIKE 'pg\\_%%'
-     OR nspname = 'public'
-), items(line) AS (
-  SELECT 'ns ' || ROW(n.oid, n.nspname, n.nspowner, n.nspacl)::text
-    FROM pg_namespace n WHERE n.oid IN (SELECT oid FROM ns)
-  UNION ALL
-  SELECT 'rel ' || ROW(c.oid, c.relname, c.relnamespace, c.relkind, c.relfilenode, c.relowner,
-                       c.relacl, c.relpersistence, c.reloptions, c.reltablespace)::text
-    FROM pg_class c WHERE c.relnamespace IN (SELECT oid FROM ns)
-  UNION ALL
-  SELECT 'att ' || ROW(a.attrelid, a.attnum, a.attname, a.atttypid, a.atttypmod, a.attnotnull,
-                       a.attisdropped, a.attcollation, a.attacl, a.attidentity,
-                       pg_get_expr(d.adbin, d.adrelid))::text
-    FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
-    LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
-   WHERE c.relnamespace IN (SELECT oid FROM ns) AND a.attnum > 0
-  UNION ALL
-  SELECT 'idx ' || ROW(i.indexrelid, i.indisvalid, pg_get_indexdef(i.indexrelid))::text
-    FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
-   WHERE c.relnamespace IN (SELECT oid FROM ns)
-  UNION ALL
-  SELECT 'con ' || ROW(o.oid, o.conname, o.contype, o.convalidated, pg_get_constraintdef(o.oid))::text
-    FROM pg_constraint o WHERE o.connamespace IN (SELECT oid FROM ns)
-  UNION ALL
-  SELECT 'trg ' || ROW(t.oid, t.tgname, t.tgenabled, pg_get_triggerdef(t.oid))::text
-    FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
-   WHERE c.relnamespace IN (SELECT oid FROM ns) AND NOT t.tgisinternal
-  UNION ALL
-  SELECT 'fn ' || ROW(p.oid, p.proname, p.proowner, p.proacl, md5(p.prosrc),
-                      pg_get_function_identity_arguments(p.oid))::text
-    FROM pg_proc p WHERE p.pronamespace IN (SELECT oid FROM ns)
-  UNION ALL
-  SELECT 'typ ' || ROW(t.oid, t.typname, t.typowner, t.typacl)::text
-    FROM pg_type t WHERE t.typnamespace IN (SELECT oid FROM ns)
-  UNION ALL
-  SELECT 'enum ' || ROW(e.enumtypid, e.enumlabel, e.enumsortorder)::text
-    FROM pg_enum e WHERE e.oid >= %(first)s
-  UNION ALL
-  SELECT 'view ' || ROW(c.oid, pg_get_viewdef(c.oid))::text
-    FROM pg_class c WHERE c.relnamespace IN (SELECT oid FROM ns) AND c.relkind IN ('v', 'm')
-  UNION ALL
-  SELECT 'ext ' || ROW(x.oid, x.extname, x.extversion, x.extnamespace)::text FROM pg_extension x
-  UNION ALL
-  SELECT 'cmt ' || ROW(d.objoid, d.classoid, d.objsubid, d.description)::text
-    FROM pg_description d WHERE d.objoid >= %(first)s
-  UNION ALL
-  SELECT 'defacl ' || ROW(a.oid, a.defaclrole, a.defaclnamespace, a.defaclobjtype, a.defaclacl)::text
-    FROM pg_default_acl a
-  UNION ALL
-  SELECT 'lo ' || ROW(count(*), max(m.oid), md5(string_agg(ROW(m.oid, m.lomowner, m.lomacl)::text, ',' ORDER BY m.oid)))::text
-    FROM pg_largeobject_metadata m
-  UNION ALL
-  SELECT 'db ' || ROW(d.datconnlimit, d.datacl, shobj_description(d.oid, 'pg_database'))::text
-    FROM pg_database d WHERE d.datname = current_database()
-  UNION ALL
-  SELECT 'set ' || ROW(s.setrole, s.setconfig)::text
-    FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase
-   WHERE d.datname = current_database()
-)
-SELECT md5(coalesce(string_agg(line, E'\\n' ORDER BY line), '')) FROM items
+FORMAT = 2
+
+# Catalogs that hold data or statistics rather than definitions.
+SKIPPED_CATALOGS = {
+    "pg_statistic": "planner statistics, rewritten by ANALYZE",
+    "pg_statistic_ext_data": "extended planner statistics, rewritten by ANALYZE",
+    "pg_largeobject": "the content of large objects: data, watched like table rows",
+}
+
+# Columns that change without a user change.
+VOLATILE_COLUMNS = {
+    "pg_class": {
+        "relpages": "size estimate, rewritten by VACUUM and ANALYZE",
+        "reltuples": "row estimate, rewritten by VACUUM and ANALYZE",
+        "relallvisible": "visibility estimate, rewritten by VACUUM and ANALYZE",
+        "relallfrozen": "visibility estimate, rewritten by VACUUM (PostgreSQL 18)",
+        "relfrozenxid": "freezing horizon, advanced by VACUUM",
+        "relminmxid": "freezing horizon, advanced by VACUUM",
+        "relhasindex": "cleared by VACUUM once the indexes are gone (pg_index holds them)",
+        "relhasrules": "cleared by VACUUM once the rules are gone (pg_rewrite holds them)",
+        "relhastriggers": "cleared by VACUUM once the triggers are gone (pg_trigger holds them)",
+        "relhassubclass": "cleared by ANALYZE once the children are gone (pg_inherits holds them)",
+    },
+    "pg_database": {
+        "datfrozenxid": "freezing horizon, advanced by VACUUM",
+        "datminmxid": "freezing horizon, advanced by VACUUM",
+        "dathasloginevt": "cleared lazily once login event triggers are gone (PostgreSQL 17)",
+    },
+    "pg_subscription": {"subskiplsn": "set and cleared by the subscription's apply worker"},
+}
+
+# Catalogs that users other than superusers may not read, read through what they may read.
+READABLE_SUBSTITUTES = {
+    "pg_user_mapping": "SELECT umid, srvid, umuser, umoptions FROM pg_catalog.pg_user_mappings",
+}
+
+# What users call the content of the catalogs that change most often (for messages).
+NOUNS = {
+    "pg_class": "tables, views, indexes or sequences", "pg_attribute": "columns", "pg_attrdef": "column defaults",
+    "pg_proc": "functions or procedures", "pg_constraint": "constraints", "pg_index": "indexes",
+    "pg_trigger": "triggers", "pg_rewrite": "rules or views", "pg_policy": "row-level security policies",
+    "pg_type": "types", "pg_namespace": "schemas", "pg_description": "comments", "pg_inherits": "partitions",
+    "pg_extension": "extensions", "pg_publication": "publications", "pg_event_trigger": "event triggers",
+    "pg_default_acl": "default privileges", "pg_largeobject_metadata": "large objects",
+    "pg_database": "database properties", "pg_db_role_setting": "database settings",
+    "pg_authid": "names of the roles involved", "pg_subscription": "subscriptions",
+}
+
+# Database-level rows of shared catalogs (the rest of those catalogs belongs to other databases).
+SHARED_SQL = {
+    "pg_db_role_setting": "SELECT ROW(s.setrole, s.setconfig)::text FROM pg_catalog.pg_db_role_setting s"
+                          " WHERE s.setdatabase = {db}",
+    "pg_shdescription": "SELECT ROW(d.description)::text FROM pg_catalog.pg_shdescription d"
+                        " WHERE d.objoid = {db} AND d.classoid = 'pg_catalog.pg_database'::regclass",
+    "pg_shseclabel": "SELECT ROW(l.provider, l.label)::text FROM pg_catalog.pg_shseclabel l"
+                     " WHERE l.objoid = {db} AND l.classoid = 'pg_catalog.pg_database'::regclass",
+    # Owners and grantees are stored by oid: a renamed role changes what pg_dump writes.
+    "pg_authid": "SELECT ROW(r.oid, r.rolname)::text FROM pg_catalog.pg_roles r WHERE r.oid = 10 OR r.oid IN"
+                 " (SELECT refobjid FROM pg_catalog.pg_shdepend WHERE dbid = {db}"
+                 " AND refclassid = 'pg_catalog.pg_authid'::regclass)",
+}
+SHARED_WITH_ROW_FILTER = {"pg_database": "oid = {db}", "pg_subscription": "subdbid = {db}"}
+
+# Every column that the connecting user may read of every catalog (columns such as
+# pg_subscription.subconninfo, which may hold a password, are readable by superusers only).
+COLUMNS_SQL = """
+SELECT c.relname, c.relisshared, array_agg(a.attname::text ORDER BY a.attnum)
+  FROM pg_catalog.pg_class c
+  JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+ WHERE c.relnamespace = 'pg_catalog'::regnamespace AND c.relkind = 'r'
+   AND pg_catalog.has_column_privilege(c.oid, a.attnum, 'SELECT')
+ GROUP BY c.relname, c.relisshared ORDER BY 1
 """
 
 COUNTERS_SQL = """
-SELECT quote_ident(s.schemaname) || '.' || quote_ident(s.relname),
-       s.n_tup_ins, s.n_tup_upd, s.n_tup_del
+SELECT quote_ident(s.schemaname) || '.' || quote_ident(s.relname), s.n_tup_ins, s.n_tup_upd, s.n_tup_del
   FROM pg_stat_all_tables s
- WHERE (s.relid >= %(first)s AND s.schemaname <> %(skip)s AND s.schemaname NOT LIKE 'pg\\_%%')
+ WHERE (s.relid >= 16384 AND s.schemaname <> %(skip)s AND s.schemaname NOT LIKE 'pg\\_%%')
     OR s.relid = 'pg_catalog.pg_largeobject'::regclass
 """
 
@@ -105,47 +122,88 @@ SELECT quote_ident(schemaname) || '.' || quote_ident(sequencename), last_value
   FROM pg_sequences WHERE schemaname <> %(skip)s
 """
 
-# Sizes of each table's and its indexes' main forks: only writes (and VACUUM FULL, CLUSTER or
-# TRUNCATE, which also change the catalog) change them. Used for a target whose statistics were
-# reset, when its write counters can no longer tell.
-SIZES_SQL = """
-SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname),
-       pg_relation_size(c.oid) + coalesce((SELECT sum(pg_relation_size(i.indexrelid)) FROM pg_index i
-                                           WHERE i.indrelid = c.oid), 0)
-  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
- WHERE c.relkind IN ('r', 'm') AND c.oid >= %(first)s AND n.nspname <> %(skip)s AND n.nspname NOT LIKE 'pg\\_%%'
-"""
-
-SERVER_SQL = """
-SELECT pg_postmaster_start_time()::text,
+# The statistics' birth certificates: a crash or a failover discards them and resets the cluster's
+# (pg_stat_archiver's) timestamp; pg_stat_reset() and the resetting of one table's counters set
+# the database's. A clean restart keeps both, and the counters.
+STATISTICS_SQL = """
+SELECT (SELECT stats_reset::text FROM pg_stat_archiver),
        (SELECT stats_reset::text FROM pg_stat_database WHERE datname = current_database())
 """
 
+# Settings that stop the counters from counting, in the server, this database or for a role.
+TRACK_COUNTS_SQL = """
+SELECT CASE WHEN s.setrole = 0 THEN 'ALTER DATABASE ' || quote_ident(d.datname)
+            WHEN s.setdatabase = 0 THEN 'ALTER ROLE ' || quote_ident(pg_get_userbyid(s.setrole))
+            ELSE 'ALTER ROLE ' || quote_ident(pg_get_userbyid(s.setrole)) || ' IN DATABASE ' || quote_ident(d.datname)
+       END || ' SET ' || replace(c, '=', ' = ')
+  FROM pg_db_role_setting s LEFT JOIN pg_database d ON d.oid = s.setdatabase, unnest(s.setconfig) c
+ WHERE s.setdatabase IN (0, (SELECT oid FROM pg_database WHERE datname = current_database()))
+   AND lower(c) LIKE 'track\\_counts=%%'
+ ORDER BY 1
+"""
 
-def read(conn, skip_schema, include_server=True):
-    """Return the fingerprint of the database `conn` is connected to, as a JSON-able dict.
 
-    `skip_schema` (the marker's schema) is left out. A source fingerprint includes the server's
-    start and statistics-reset times (a restart makes the next run copy again); a target's
-    includes table sizes instead (a restart is no change, see target_changes())."""
-    args = {"first": FIRST_NORMAL_OID, "skip": skip_schema}
+def _catalogs_sql(conn):
+    """One query returning (catalog, digest) for every catalog, built from the server's own list."""
+    with conn.cursor() as cur:
+        cur.execute(COLUMNS_SQL)
+        catalogs = cur.fetchall()
+        cur.execute("SELECT oid FROM pg_database WHERE datname = current_database()")
+        db = cur.fetchone()[0]
+    readable = set(name for name, _shared, _columns in catalogs)
+    parts = []
+    for name, shared, columns in catalogs:
+        if name in SKIPPED_CATALOGS or (shared and name not in SHARED_WITH_ROW_FILTER):
+            continue
+        kept = ['"%s"' % column for column in columns if column not in VOLATILE_COLUMNS.get(name, ())]
+        rows = "SELECT ROW(%s)::text FROM pg_catalog.%s" % (", ".join(kept), name)
+        if shared:
+            rows += " WHERE " + SHARED_WITH_ROW_FILTER[name].format(db=int(db))
+        parts.append((name, rows))
+    parts += [(name, query) for name, query in READABLE_SUBSTITUTES.items() if name not in readable]
+    parts += [(name, query.format(db=int(db))) for name, query in SHARED_SQL.items()]
+    return " UNION ALL ".join(
+        "SELECT '%s', md5(coalesce(string_agg(r, E'\\n' ORDER BY r), '')) FROM (%s) AS x(r)" % (name, rows)
+        for name, rows in parts)
+
+
+def _xid_snapshot(cur):
+    # txid_current_snapshot() is 'xmin:xmax:xip,...' with epoch-extended ids, on every version;
+    # it reads the horizon without taking a transaction id.
+    cur.execute("SELECT txid_current_snapshot()::text")
+    _xmin, xmax, running = cur.fetchone()[0].split(":")
+    return {"next": int(xmax), "running": [int(x) for x in running.split(",") if x]}
+
+
+def read(conn, skip_schema):
+    """The fingerprint of the database `conn` is connected to, as a JSON-able dict; `skip_schema`
+    (the marker's) is left out of the counters and sequences."""
+    args = {"skip": skip_schema}
+    catalogs_sql = _catalogs_sql(conn)
     with conn.cursor() as cur:
         # Counters are kept in a snapshot for the whole transaction in some versions: read fresh.
         cur.execute("SELECT pg_stat_clear_snapshot()")
-        cur.execute(CATALOG_SQL, args)
-        catalog = cur.fetchone()[0]
+        xids = _xid_snapshot(cur)
+        cur.execute(catalogs_sql)
+        catalogs = dict(cur.fetchall())
         cur.execute(COUNTERS_SQL, args)
         tables = dict((row[0], [int(v or 0) for v in row[1:]]) for row in cur.fetchall())
         cur.execute(SEQUENCES_SQL, args)
         sequences = dict((row[0], None if row[1] is None else str(row[1])) for row in cur.fetchall())
-        fingerprint = {"catalog": catalog, "tables": tables, "sequences": sequences, "server": None}
-        if include_server:
-            cur.execute(SERVER_SQL)
-            fingerprint["server"] = list(cur.fetchone())
-        else:
-            cur.execute(SIZES_SQL, args)
-            fingerprint["sizes"] = dict((row[0], int(row[1])) for row in cur.fetchall())
-    return fingerprint
+        cur.execute(STATISTICS_SQL)
+        cluster_reset, database_reset = cur.fetchone()
+    return {"format": FORMAT, "catalogs": catalogs, "sequences": sequences, "tables": tables,
+            "statistics": {"cluster_reset": cluster_reset, "database_reset": database_reset}, "xids": xids}
+
+
+def counting_problems(conn):
+    """Why the write counters of this database may not count writes now (track_counts off), as sentences."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT current_setting('track_counts')")
+        problems = [] if cur.fetchone()[0] == "on" else ["track_counts is off on the server"]
+        cur.execute(TRACK_COUNTS_SQL)
+        problems += ["%s (writes of those sessions are not counted)" % row[0] for row in cur.fetchall()]
+    return problems
 
 
 def digest(fingerprint):
@@ -153,51 +211,91 @@ def digest(fingerprint):
     return hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def statistics_reset(before, after):
-    """True when some write counter went down: the statistics were reset (by a crash, a failover
-    or pg_stat_reset()), not rows unwritten."""
-    later = after.get("tables", {})
-    return any(name in later and any(now < then for now, then in zip(later[name], counters))
-               for name, counters in before.get("tables", {}).items())
+def comparable(recorded):
+    return bool(recorded) and recorded.get("format") == FORMAT
 
 
-def target_changes(recorded, now, limit=10):
-    """What changed on a target since its copy was recorded (empty when nothing did).
-
-    Normally the write counters tell. When the target's statistics were reset since, they cannot,
-    so definitions, sequences and the sizes of tables and indexes are compared instead: writes
-    grow them, while nothing else that happens to an untouched copy (ANALYZE, VACUUM) does."""
-    if not statistics_reset(recorded, now):
-        return differences(dict(recorded, sizes=None), dict(now, sizes=None), limit)
-    if recorded.get("sizes") is None:
-        return ["the target's statistics were reset since the copy and it recorded no sizes to compare"]
-    found = differences(dict(recorded, tables=None, sizes=None), dict(now, tables=None, sizes=None), limit)
-    sizes_before, sizes_after = recorded["sizes"], now.get("sizes", {})
-    for name in sorted(set(sizes_before) | set(sizes_after)):
-        if sizes_before.get(name) != sizes_after.get(name):
-            found.append("%s changed size" % name)
-    return found[:limit]
-
-
-def differences(before, after, limit=10):
-    """Human-readable list of what differs between two fingerprints (empty when equal)."""
-    if before == after:
-        return []
-    if not before:
-        return ["no earlier fingerprint recorded"]
+def definition_changes(before, after):
+    """Changed definitions and sequences, as sentences (exact: no statistics involved)."""
+    catalogs_before, catalogs_after = before.get("catalogs") or {}, after.get("catalogs") or {}
+    changed = sorted(name for name in set(catalogs_before) | set(catalogs_after)
+                     if catalogs_before.get(name) != catalogs_after.get(name))
     found = []
-    if before.get("server") != after.get("server"):
-        found.append("the server restarted or its statistics were reset since the last run")
-    if before.get("catalog") != after.get("catalog"):
-        found.append("the schema changed (DDL, TRUNCATE, VACUUM FULL, grants, comments or database settings)")
-    tables_before, tables_after = before.get("tables") or {}, after.get("tables") or {}
-    for name in sorted(set(tables_before) | set(tables_after)):
-        if tables_before.get(name) != tables_after.get(name):
-            found.append("rows written in %s" % name)
+    if changed:
+        found.append("definitions changed in %s" % ", ".join(
+            "%s (%s)" % (name, NOUNS[name]) if name in NOUNS else name for name in changed))
     seq_before, seq_after = before.get("sequences") or {}, after.get("sequences") or {}
-    for name in sorted(set(seq_before) | set(seq_after)):
-        if seq_before.get(name) != seq_after.get(name):
-            found.append("sequence %s moved" % name)
-    if len(found) > limit:
-        found = found[:limit] + ["and %d more" % (len(found) - limit)]
-    return found or ["the fingerprint format changed"]
+    found += ["sequence %s moved" % name for name in sorted(set(seq_before) | set(seq_after))
+              if seq_before.get(name) != seq_after.get(name)]
+    return found
+
+
+def proven_unwritten(before, after):
+    """True when no transaction took an id on the server since `before`, which saw none running:
+    then nothing at all was written (every write takes a transaction id)."""
+    xids_before, xids_after = before.get("xids"), after.get("xids")
+    return bool(xids_before and xids_after) and not xids_before["running"] \
+        and xids_before["next"] == xids_after["next"]
+
+
+def counters_lost(before, after):
+    """A sentence when the write counters did not run continuously from `before` to `after`, else None."""
+    stats_before, stats_after = before.get("statistics") or {}, after.get("statistics") or {}
+    if stats_before.get("cluster_reset") != stats_after.get("cluster_reset"):
+        return "the server's statistics were discarded since (a crash, a failover or a reset)"
+    if stats_before.get("database_reset") != stats_after.get("database_reset"):
+        return "the database's statistics were reset since (pg_stat_reset)"
+    later = after.get("tables") or {}
+    if any(name in later and any(now < then for now, then in zip(later[name], counters))
+           for name, counters in (before.get("tables") or {}).items()):
+        return "some tables' statistics were reset since"
+    return None
+
+
+def write_changes(before, after):
+    """Tables whose write counters moved, as sentences (trust them only when they count, are
+    continuous and no session holds pending counts)."""
+    tables_before, tables_after = before.get("tables") or {}, after.get("tables") or {}
+    return ["write activity in %s" % name for name in sorted(set(tables_before) | set(tables_after))
+            if tables_before.get(name) != tables_after.get(name)]
+
+
+def limited(found, limit=10):
+    """At most `limit` sentences, and how many more there were."""
+    return found[:limit] + (["and %d more" % (len(found) - limit)] if len(found) > limit else [])
+
+
+# Rows of a table that a transaction wrote after the horizon of the copy: newer transaction ids,
+# or those that were still running then. age() counts back from the current transaction id, so
+# an id at or after the horizon is younger than the horizon. (The copy's own rows were committed
+# before the horizon was read.)
+NEWER_ROWS_SQL = ("SELECT count(*), count(*) FILTER (WHERE age(xmin) <= age(%(horizon)s::text::xid)"
+                  " OR xmin::text::bigint = ANY(%(running)s)) FROM ONLY {}")
+
+
+def rows_written_since(conn, recorded):
+    """Prove from the rows themselves what a target's counters cannot tell: whether anything was
+    written since `recorded`, the fingerprint taken when its copy was complete. Reads every table
+    and large object of the copy once. Returns (written, unprovable): the tables written since, and
+    a sentence when no proof is possible."""
+    rows = recorded.get("rows")
+    if rows is None:
+        return [], "the copy recorded no row counts to compare with (it was made with verify: none)"
+    xids = recorded["xids"]
+    args = {"horizon": str(xids["next"] % 2 ** 32), "running": [x % 2 ** 32 for x in xids["running"]]}
+    written = []
+    with conn.cursor() as cur:
+        for schema, table, count in rows:
+            cur.execute(sql.SQL(NEWER_ROWS_SQL).format(sql.Identifier(schema, table)), args)
+            now, newer = cur.fetchone()
+            if now != count or newer:
+                written.append("rows written in %s.%s" % (schema, table))
+        cur.execute("SELECT count(*) FROM pg_largeobject_metadata")
+        if cur.fetchone()[0]:
+            cur.execute("SELECT has_table_privilege('pg_catalog.pg_largeobject', 'SELECT')")
+            if not cur.fetchone()[0]:
+                return written, "large objects can only be read by a superuser"
+            cur.execute(sql.SQL(NEWER_ROWS_SQL).format(sql.SQL("pg_catalog.pg_largeobject")), args)
+            if cur.fetchone()[1]:
+                written.append("large objects written")
+    return written, None

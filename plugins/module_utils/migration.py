@@ -12,6 +12,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import collections
 import json
 import os
 import re
@@ -109,11 +110,33 @@ def same_database(source_info, target_info, source, target, database, target_dat
         (source.host.lower(), source.port) == (target.host.lower(), target.port)
 
 
-def decide(content, record, source_fp, source_identity, target_fp, other_sessions, force):
+# What one run sees of a server: the fingerprint, why its write counters may not count, and the
+# other sessions connected to the database.
+Look = collections.namedtuple("Look", "fingerprint counting_problems sessions")
+
+COPYING_ACTIONS = ("migrated", "refreshed", "resumed")
+
+
+def decide(content, record, source_identity, source, target, force, prove_target_unwritten):
     """The outcome table: return (action, reasons), action being `refused` when nothing may be written.
 
     content: what the target holds outside the marker schema; record: the marker's last run or None;
-    source_fp/target_fp: fingerprints read now; other_sessions: sessions on the source database."""
+    source, target: Looks taken now (target.fingerprint is None without a record);
+    prove_target_unwritten(): (written, unprovable) from the target's rows, for when its counters
+    cannot tell; called only before replacing a copy, since it reads the whole target."""
+    action, reasons = _decide(content, record, source_identity, source, target, force, prove_target_unwritten)
+    if action in COPYING_ACTIONS and target.sessions:
+        sessions = "%d other sessions are connected to the target database (%s)" % (
+            len(target.sessions), "; ".join(target.sessions[:5]))
+        if not force:
+            return "refused", [sessions + ": after a cutover, the application is exactly such a session, and its "
+                               "writes would be lost. Nothing was written. Stop them (or the application), or set "
+                               "force: true to replace the target's content anyway"]
+        reasons.append("force: replacing the content although " + sessions)
+    return action, reasons
+
+
+def _decide(content, record, source_identity, source, target, force, prove_target_unwritten):
     if record is None:
         if not content:
             return "migrated", ["the target database is empty"]
@@ -132,21 +155,62 @@ def decide(content, record, source_fp, source_identity, target_fp, other_session
                                "was written. Set force: true to replace it"
                                % (describe_source(record["source"]), record["finished_at"])]
         reasons.append("force: replacing a copy of another source")
-    target_changes = fingerprint.target_changes(record["target_fingerprint"], target_fp)
-    if target_changes:
+    changes, doubt = target_changes(record["target_fingerprint"], target)
+    refusal = ("the target database changed since this module copied it at %s (%%s): the application may already "
+               "be using it. Nothing was written. Set force: true to replace it with a new copy of the source"
+               % record["finished_at"])
+    if changes:
         if not force:
-            return "refused", ["the target database changed since this module copied it at %s (%s): the "
-                               "application may already be using it. Nothing was written. Set force: true "
-                               "to replace it with a new copy of the source"
-                               % (record["finished_at"], "; ".join(target_changes))]
-        reasons.append("force: replacing a copy that changed on the target (%s)" % "; ".join(target_changes))
-    reasons.extend("source: %s" % change for change in fingerprint.differences(record["source_fingerprint"], source_fp))
-    if other_sessions:
-        reasons.append("%d other sessions are connected to the source database (%s), so it cannot be proven "
-                       "unchanged: stop the application for the final copy"
-                       % (len(other_sessions), "; ".join(other_sessions[:3])))
-    return ("refreshed", reasons) if reasons else ("unchanged", ["the source is unchanged since the copy of %s"
-                                                                 % record["finished_at"]])
+            return "refused", [refusal % "; ".join(fingerprint.limited(changes))]
+        reasons.append("force: replacing a copy that changed on the target (%s)" % "; ".join(fingerprint.limited(changes)))
+    reasons.extend("source: %s" % change for change in fingerprint.limited(source_changes(record, source)))
+    if not reasons:
+        return "unchanged", ["the source is unchanged since the copy of %s" % record["finished_at"]]
+    if doubt and not force:
+        written, unprovable = prove_target_unwritten()
+        if written:
+            return "refused", [refusal % ("%s, so its rows were read: %s" % (doubt, "; ".join(fingerprint.limited(written))))]
+        if unprovable:
+            return "refused", ["the target database may have changed since this module copied it at %s, and this "
+                               "cannot be proven otherwise: %s, and %s. Nothing was written. Set force: true to "
+                               "replace it with a new copy of the source" % (record["finished_at"], doubt, unprovable)]
+        reasons.append("the target's rows were read to prove it unchanged since the copy (%s)" % doubt)
+    return "refreshed", reasons
+
+
+def source_changes(record, source):
+    """What may have changed on the source since the copy, as sentences (empty: proven or trusted unchanged)."""
+    before, now = record["source_fingerprint"], source.fingerprint
+    if not fingerprint.comparable(before):
+        return ["the copy was recorded by an older version of this collection"]
+    found = fingerprint.definition_changes(before, now)
+    if not fingerprint.proven_unwritten(before, now):
+        doubts = [fingerprint.counters_lost(before, now)] + source.counting_problems
+        doubts = [doubt for doubt in doubts if doubt]
+        if doubts:
+            found += ["transactions ran on the server since the copy and its write counters cannot tell whether they "
+                      "wrote to this database: %s" % doubt for doubt in doubts]
+        else:
+            found += fingerprint.write_changes(before, now)
+    if source.sessions:
+        found.append("%d other sessions are connected to the source database (%s), so it cannot be proven "
+                     "unchanged: stop the application for the final copy"
+                     % (len(source.sessions), "; ".join(source.sessions[:3])))
+    return found
+
+
+def target_changes(recorded, target):
+    """(changes, doubt): what changed on the target since its copy (sentences), and, when its write
+    counters cannot tell, why (then only its rows can: see fingerprint.rows_written_since)."""
+    if not fingerprint.comparable(recorded):
+        return [], ("the copy was recorded by an older version of this collection, whose record does not "
+                    "describe the target fully")
+    now = target.fingerprint
+    changes = fingerprint.definition_changes(recorded, now)
+    doubt = fingerprint.counters_lost(recorded, now) or "; ".join(target.counting_problems)
+    if doubt:
+        return changes, doubt
+    return changes + fingerprint.write_changes(recorded, now), None
 
 
 def describe_source(identity):
@@ -317,11 +381,18 @@ class Migration:
         # this point is either in the dump or makes the next run's fingerprint differ.
         self.source_fp = fingerprint.read(self.src, marker.SCHEMA)
         self.result["source_fingerprint"] = fingerprint.digest(self.source_fp)
+        source = Look(self.source_fp, fingerprint.counting_problems(self.src), self.other_sessions)
         self.record = marker.read_latest(self.tgt)
         self.content = catalog.content(self.tgt, marker.SCHEMA)
-        target_fp = fingerprint.read(self.tgt, marker.SCHEMA, include_server=False) if self.record else None
-        return decide(self.content, self.record, self.source_fp, self.source_identity, target_fp,
-                      self.other_sessions, self.params["force"])
+        target = Look(fingerprint.read(self.tgt, marker.SCHEMA) if self.record else None,
+                      fingerprint.counting_problems(self.tgt), catalog.other_sessions(self.tgt))
+        return decide(self.content, self.record, self.source_identity, source, target, self.params["force"],
+                      self.prove_target_unwritten)
+
+    def prove_target_unwritten(self):
+        self.warnings.append("the write counters of %s on %s cannot tell whether it was written since its copy: "
+                             "reading every table to find out" % (self.target_database, self.target.address))
+        return fingerprint.rows_written_since(self.tgt, self.record["target_fingerprint"])
 
     # -- the copy (writes to the target only) -------------------------------------------------
     def run_client(self, phase, argv, env, done_pattern=None, total=None):
@@ -491,7 +562,10 @@ class Migration:
                 self.tgt, "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
                           " AND pid <> pg_backend_pid() AND application_name = 'codacy_db_migrate'")[0][0]:
             time.sleep(0.2)
-        target_fp = fingerprint.read(self.tgt, marker.SCHEMA, include_server=False)
+        target_fp = fingerprint.read(self.tgt, marker.SCHEMA)
+        # What a later run compares the target's rows with when its counters cannot tell.
+        target_fp["rows"] = None if self.params["verify"] == "none" else \
+            [[t["schema"], t["table"], t["target_rows"]] for t in self.result["tables"]]
         marker.complete(self.tgt, run_id, target_fp, {"phases": self.phases, "dump_bytes": self.result["dump_bytes"],
                                                       "verified": self.result["verified"]})
 

@@ -128,6 +128,35 @@ def module_args(source, target, database, work_dir, **extra):
 
 def succeeded(result, action):
     """Assert that a run did not fail and took `action`; return the result."""
-    assert not result.get("failed"), "the run failed in phase %s: %s" % (result.get("phase"), result.get("msg"))
+    assert not result.get("failed"), "the run (%s: %s) failed in phase %s: %s" % (
+        result.get("action"), result.get("reasons"), result.get("phase"), result.get("msg"))
     assert result["action"] == action, "expected %s, got %s: %s" % (action, result["action"], result.get("reasons"))
+    return result
+
+
+def run_in_process(args, check_mode=False):
+    """Run the module's code in this process and return what the module would return.
+
+    For the tests that must act within seconds of a write (a session's statistics are flushed
+    after about 10 s of idleness) and for the long matrix of object kinds, where starting
+    ansible-playbook for each run would dominate. The arguments go through the module's own
+    argument spec and validation; `failed` and `msg` are set as the module sets them."""
+    from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+
+    from ansible_collections.codacy.selfhosted.plugins.module_utils import guard
+    from ansible_collections.codacy.selfhosted.plugins.module_utils.migration import Migration, validate
+    from ansible_collections.codacy.selfhosted.plugins.modules import codacy_db_migrate
+
+    validated = ArgumentSpecValidator(codacy_db_migrate.ARGUMENT_SPEC).validate(args)
+    assert not validated.error_messages, validated.error_messages
+    params = validated.validated_parameters
+    problems = validate(params, probe_write=not check_mode)
+    if problems:
+        return {"failed": True, "changed": False, "action": "refused", "phase": "validate", "msg": "; ".join(problems)}
+    migration = Migration(params, check_mode=check_mode)
+    try:
+        result = dict(migration.run())
+    except (Exception, guard.Interrupted) as exc:  # pylint: disable=broad-except
+        result = dict(codacy_db_migrate.failure(migration, exc), failed=True)
+    result["warnings"] = list(migration.warnings)
     return result

@@ -131,7 +131,7 @@ class TestRerun:
     def test_changes_are_named(self, source, target, migrated, run_module, work_dir):
         execute(source, migrated, "DELETE FROM issue WHERE id = 9")
         result = run_module(module_args(source, target, migrated, work_dir))
-        assert "source: rows written in public.issue" in result["reasons"]
+        assert "source: write activity in public.issue" in result["reasons"]
 
     def test_open_session_on_source_forces_a_refresh(self, source, target, migrated, run_module, work_dir):
         conn = source.connect(migrated)
@@ -168,7 +168,7 @@ class TestRefusals:
         before = snapshot(target.params(), migrated)
         result = run_module(module_args(source, target, migrated, work_dir))
         assert result["failed"] and result["action"] == "refused"
-        assert "changed since this module copied it" in result["msg"] and "rows written in public.account" in result["msg"]
+        assert "changed since this module copied it" in result["msg"] and "write activity in public.account" in result["msg"]
         assert snapshot(target.params(), migrated) == before
 
     def test_same_database_is_refused(self, source, dbname, run_module, work_dir):

@@ -440,6 +440,39 @@ def compare(src_params, src_db, dst_params, dst_db, schemas=None, ignore=()):
     return diff(snapshot(src_params, src_db, schemas), snapshot(dst_params, dst_db, schemas), ignore=ignore)
 
 
+def _newest_pg_dump():
+    """The newest pg_dump on this machine (it must be at least as new as both servers)."""
+    import glob
+    candidates = glob.glob("/usr/lib/postgresql/*/bin/pg_dump")
+    if not candidates:
+        raise RuntimeError("no pg_dump in /usr/lib/postgresql/*/bin: install postgresql-client")
+    return max(candidates, key=lambda path: int(path.split("/")[-3]))
+
+
+def schema_dump(conn_params, dbname):
+    """The definitions pg_dump emits for `dbname` (without the marker schema), normalised: comments,
+    session settings and blank lines dropped. The password travels in the environment."""
+    import subprocess
+    env = dict(os.environ, PGPASSWORD=str(conn_params.get("password") or ""), PGHOST=str(conn_params["host"]),
+               PGPORT=str(conn_params["port"]), PGUSER=str(conn_params["user"]), PGDATABASE=dbname)
+    out = subprocess.run([_newest_pg_dump(), "--schema-only", "--no-password",
+                          "--exclude-schema=" + SKIPPED_SCHEMA], env=env, capture_output=True, text=True, check=True)
+    lines = []
+    for line in out.stdout.splitlines():
+        if not line.strip() or line.startswith(("--", "SET ", "SELECT pg_catalog.set_config(", "\\restrict",
+                                                "\\unrestrict")):
+            continue
+        lines.append(line.rstrip())
+    return lines
+
+
+def dump_diff(src_params, src_db, dst_params, dst_db):
+    """Lines of a unified diff between the two databases' normalised schema dumps (empty when equal)."""
+    import difflib
+    return list(difflib.unified_diff(schema_dump(src_params, src_db), schema_dump(dst_params, dst_db),
+                                     "source", "target", lineterm="", n=1))
+
+
 # --------------------------------------------------------------------------------------------
 # CLI
 # --------------------------------------------------------------------------------------------

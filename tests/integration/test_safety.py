@@ -1,0 +1,219 @@
+"""The safety contract, tried the way an application would break it, against real servers.
+
+- Every kind of object pg_dump emits, changed on the source, makes the next run `refreshed`, and
+  the copy then equals the source (object_kinds.KINDS; the refresh also proves that clearing
+  removes every object the previous copy created).
+- Sessions the connecting user cannot see count as sessions.
+- Writes the statistics counters cannot see (track_counts off) are not trusted away.
+- An application connected to the target is never clobbered.
+- A target whose statistics were lost and which was then written in place is refused.
+
+These runs call the module's code in-process (conftest.run_in_process): several cases must act
+within the 10 seconds during which a session's statistics stay pending.
+"""
+
+import shutil
+import tempfile
+
+import pytest
+from tests.integration import object_kinds
+from tests.integration.conftest import PASSWORD, module_args, run_in_process, succeeded
+from tests.integration.features import create_database, create_feature_database, execute
+from tests.support.appsession import AppSession
+from tests.support.compare import compare, dump_diff, snapshot
+from tests.support.pgserver import PgServer
+
+
+def ensure_role(server, role, *options):
+    server.execute('DO $$BEGIN CREATE ROLE "%s" %s; EXCEPTION WHEN duplicate_object THEN NULL; END$$'
+                   % (role, " ".join(options)))
+
+
+def quoted(name):
+    return '"%s"' % name.replace('"', '""')
+
+
+def assert_same(source, target, database):
+    differences = compare(source.params(), database, target.params(), database)
+    assert differences == [], "\n".join(differences)
+    definitions = dump_diff(source.params(), database, target.params(), database)
+    assert definitions == [], "\n".join(definitions)
+
+
+def inserted(server, database, table):
+    """The statistics system's count of rows inserted into `table` (what the fingerprint reads)."""
+    return execute(server, database, "SELECT pg_stat_clear_snapshot(); SELECT n_tup_ins FROM pg_stat_all_tables"
+                                     " WHERE relid = %s::regclass", (table,))[0][0]
+
+
+@pytest.fixture
+def own_target():
+    with PgServer(password=PASSWORD) as server:
+        yield server
+
+
+@pytest.fixture
+def work_dir():
+    path = tempfile.mkdtemp(prefix="codacy-safety-")
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def kinds_database(source, target):
+    """A database with one object of every kind, copied once; the tests change it one kind at a time."""
+    name = "kinds"
+    work_dir = tempfile.mkdtemp(prefix="codacy-kinds-")
+    for server in (source, target):
+        for role in object_kinds.ROLES:
+            ensure_role(server, role)
+    create_feature_database(source, name)
+    execute(source, name, object_kinds.SETUP)
+    for kind in object_kinds.KINDS:
+        if kind.setup:
+            execute(source, name, kind.setup)
+    create_database(target, name)
+    succeeded(run_in_process(module_args(source, target, name, work_dir, verify="checksums", data_path="directory")), "migrated")
+    yield name, work_dir
+    shutil.rmtree(work_dir, ignore_errors=True)
+
+
+@pytest.mark.parametrize("kind", object_kinds.KINDS, ids=[kind.name for kind in object_kinds.KINDS])
+def test_every_kind_of_change_is_refreshed_and_copied(source, target, kinds_database, kind):
+    name, work_dir = kinds_database
+    args = module_args(source, target, name, work_dir, verify="checksums", data_path="directory")
+    # The copy of the previous kind is recognised: no change seen where there is none.
+    succeeded(run_in_process(args), "unchanged")
+    execute(source, name, kind.change.format(db=quoted(name)))
+    result = succeeded(run_in_process(args), "refreshed")
+    assert any(reason.startswith("source: ") for reason in result["reasons"]), result["reasons"]
+    assert_same(source, target, name)
+
+
+class TestSessions:
+    @pytest.fixture
+    def setup(self, source, target, dbname, work_dir):
+        """An administrator that is not a superuser and may not read other roles' activity (as a
+        managed service's admin that was not granted pg_read_all_stats), and an application role."""
+        for server in (source, target):
+            ensure_role(server, "app", "LOGIN PASSWORD 'apppw'")
+            ensure_role(server, "admin", "LOGIN PASSWORD 'adminpw'")
+        create_feature_database(source, dbname)
+        execute(source, dbname, "GRANT SELECT ON ALL TABLES IN SCHEMA public TO admin;"
+                                " GRANT SELECT ON ALL SEQUENCES IN SCHEMA public TO admin;"
+                                " GRANT INSERT, SELECT ON issue, account TO app; GRANT USAGE ON issue_id_seq TO app")
+        create_database(target, dbname)
+        args = module_args(source, target, dbname, work_dir)
+        args["source"].update(user="admin", password="adminpw")
+        succeeded(run_in_process(args), "migrated")
+        return args
+
+    def test_a_session_the_user_cannot_see_counts_as_a_session(self, source, target, dbname, setup):
+        with AppSession(source, dbname, user="app", password="apppw") as app:
+            before = inserted(source, dbname, "issue")
+            app.write_unflushed("INSERT INTO issue (account_id, level, message) VALUES (1, 'info', 'pending')")
+            assert inserted(source, dbname, "issue") == before, "premise: the write's counters are still pending"
+            result = run_in_process(setup)
+        succeeded(result, "refreshed")
+        assert any("cannot see" in reason and "pg_read_all_stats" in reason for reason in result["reasons"]), \
+            result["reasons"]
+        assert_same(source, target, dbname)
+
+    def test_an_application_on_the_target_is_not_clobbered(self, source, target, dbname, setup):
+        args = setup
+        with AppSession(target, dbname, application_name="codacy-api") as app:
+            app.write_unflushed("INSERT INTO account (email, name) VALUES ('app@example.com', 'after cutover')")
+            execute(source, dbname, "DELETE FROM issue WHERE id = 11")
+            before = snapshot(target.params(), dbname)
+            result = run_in_process(args)
+            assert result.get("failed") and result["action"] == "refused", result.get("msg")
+            assert "codacy-api" in result["msg"] and "127.0.0.1" in result["msg"] and "force" in result["msg"]
+            assert snapshot(target.params(), dbname) == before
+        # The user's explicit choice replaces the copy.
+        forced = run_in_process(dict(args, force=True))
+        succeeded(forced, "refreshed")
+        assert_same(source, target, dbname)
+
+
+class TestCountersThatCannotTell:
+    @pytest.mark.parametrize("setting", [
+        "ALTER DATABASE {db} SET track_counts = off",
+        "ALTER ROLE app IN DATABASE {db} SET track_counts = off",
+    ])
+    def test_track_counts_off_is_not_trusted(self, source, target, dbname, work_dir, setting):
+        ensure_role(source, "app", "LOGIN PASSWORD 'apppw'")
+        ensure_role(target, "app", "LOGIN PASSWORD 'apppw'")
+        create_feature_database(source, dbname)
+        execute(source, dbname, "GRANT INSERT, SELECT ON issue TO app; GRANT USAGE ON issue_id_seq TO app;"
+                                + setting.format(db=quoted(dbname)))
+        create_database(target, dbname)
+        args = module_args(source, target, dbname, work_dir)
+        succeeded(run_in_process(args), "migrated")
+        before = inserted(source, dbname, "issue")
+        with AppSession(source, dbname, user="app", password="apppw") as app:
+            app.execute("INSERT INTO issue (account_id, level, message) VALUES (1, 'info', 'not counted')")
+        assert inserted(source, dbname, "issue") == before, "premise: track_counts off hides the write"
+        result = succeeded(run_in_process(args), "refreshed")
+        assert any("track_counts" in reason for reason in result["reasons"]), result["reasons"]
+        assert_same(source, target, dbname)
+
+    def test_track_counts_off_on_the_server_is_not_trusted(self, target, dbname, work_dir):
+        with PgServer(password=PASSWORD, settings={"track_counts": "off"}) as source:
+            create_feature_database(source, dbname)
+            create_database(target, dbname)
+            args = module_args(source, target, dbname, work_dir)
+            succeeded(run_in_process(args), "migrated")
+            execute(source, dbname, "UPDATE issue SET message = 'not counted' WHERE id = 3")
+            result = succeeded(run_in_process(args), "refreshed")
+            assert any("track_counts" in reason for reason in result["reasons"]), result["reasons"]
+            assert_same(source, target, dbname)
+
+
+class TestTargetStatisticsLost:
+    """The target's write counters are gone (reset, crash, failover): only a proof may say `unchanged`."""
+
+    @pytest.fixture
+    def copied(self, source, own_target, dbname, work_dir):
+        create_feature_database(source, dbname)
+        create_database(own_target, dbname)
+        args = module_args(source, own_target, dbname, work_dir)
+        succeeded(run_in_process(args), "migrated")
+        return args
+
+    @staticmethod
+    def lose_statistics(target, dbname, how):
+        if how == "reset":
+            execute(target, dbname, "SELECT pg_stat_reset()")
+        else:  # a crash: the server is killed and recovers, its statistics are discarded
+            target.kill()
+            target.start()
+
+    @pytest.mark.parametrize("how", ["reset", "crash"])
+    @pytest.mark.parametrize("write", [
+        "UPDATE account SET name = 'same size' WHERE id = 5",
+        "DELETE FROM issue WHERE id = 12",
+    ])
+    def test_a_write_after_the_loss_is_refused(self, source, own_target, dbname, copied, how, write):
+        self.lose_statistics(own_target, dbname, how)
+        execute(own_target, dbname, write)
+        execute(source, dbname, "DELETE FROM issue WHERE id = 13")
+        before = snapshot(own_target.params(), dbname)
+        result = run_in_process(copied)
+        assert result.get("failed") and result["action"] == "refused", result.get("msg") or result["reasons"]
+        assert "changed since this module copied it" in result["msg"] and "force: true" in result["msg"]
+        assert snapshot(own_target.params(), dbname) == before
+
+    @pytest.mark.parametrize("how", ["reset", "crash"])
+    def test_no_write_after_the_loss_is_proven(self, source, own_target, dbname, copied, how):
+        self.lose_statistics(own_target, dbname, how)
+        execute(source, dbname, "DELETE FROM issue WHERE id = 14")
+        succeeded(run_in_process(copied), "refreshed")
+        assert_same(source, own_target, dbname)
+
+    def test_a_clean_restart_keeps_the_counters(self, source, own_target, dbname, copied):
+        own_target.stop()
+        own_target.start()
+        succeeded(run_in_process(copied), "unchanged")
+        execute(own_target, dbname, "UPDATE account SET name = 'written' WHERE id = 6")
+        result = run_in_process(copied)
+        assert result.get("failed") and result["action"] == "refused", result.get("msg")
