@@ -69,7 +69,7 @@ VOLATILE_COLUMNS = {
 
 # Catalogs that users other than superusers may not read, read through what they may read.
 READABLE_SUBSTITUTES = {
-    "pg_user_mapping": "SELECT umid, srvid, umuser, umoptions FROM pg_catalog.pg_user_mappings",
+    "pg_user_mapping": "SELECT ROW(umid, srvid, umuser, umoptions)::text FROM pg_catalog.pg_user_mappings",
 }
 
 # What users call the content of the catalogs that change most often (for messages).

@@ -207,10 +207,15 @@ class Guard:
                 upstream = proc.stdout
                 procs.append(proc)
                 self.children.add(proc)
-            while any(proc.poll() is None for proc in procs):
-                time.sleep(0.5)
+            running = [proc for proc in procs if proc.poll() is None]
+            while running:
+                try:  # wakes up as soon as a program ends, or every half second for progress
+                    running[0].wait(0.5)
+                except subprocess.TimeoutExpired:
+                    pass
                 if on_poll is not None:
                     on_poll()
+                running = [proc for proc in procs if proc.poll() is None]
         finally:
             for proc in procs:
                 stop_group(proc)

@@ -155,7 +155,7 @@ def _decide(content, record, source_identity, source, target, force, prove_targe
                                "was written. Set force: true to replace it"
                                % (describe_source(record["source"]), record["finished_at"])]
         reasons.append("force: replacing a copy of another source")
-    changes, doubt = target_changes(record["target_fingerprint"], target)
+    changes, doubt = target_changes(record, target)
     refusal = ("the target database changed since this module copied it at %s (%%s): the application may already "
                "be using it. Nothing was written. Set force: true to replace it with a new copy of the source"
                % record["finished_at"])
@@ -199,12 +199,13 @@ def source_changes(record, source):
     return found
 
 
-def target_changes(recorded, target):
+def target_changes(record, target):
     """(changes, doubt): what changed on the target since its copy (sentences), and, when its write
     counters cannot tell, why (then only its rows can: see fingerprint.rows_written_since)."""
+    recorded = record["target_fingerprint"]
     if not fingerprint.comparable(recorded):
-        return [], ("the copy was recorded by an older version of this collection, whose record does not "
-                    "describe the target fully")
+        return [], ("the copy was recorded by version %s of this collection, whose record cannot prove that the "
+                    "target was not written since" % record.get("tool_version"))
     now = target.fingerprint
     changes = fingerprint.definition_changes(recorded, now)
     doubt = fingerprint.counters_lost(recorded, now) or "; ".join(target.counting_problems)

@@ -21,9 +21,11 @@ description:
     source. A later run compares the source with that record and does nothing when the source is
     unchanged, copies again when it changed, and finishes a copy that was interrupted.
   - Never overwrites data it did not put there. A target database that holds tables, views,
-    functions, schemas or large objects that this module did not restore is refused unless
-    O(force=true); so is a completed copy that was changed on the target since (for example because
-    the application already writes to it).
+    functions, schemas, large objects or objects outside schemas (publications, event triggers, foreign
+    servers, casts...) that this module did not restore is refused unless O(force=true); so is a completed
+    copy that was changed on the target since, or cannot be proven unchanged (for example because the
+    application already writes to it), and any run that would write while other sessions are connected to
+    the target database.
   - "Outcomes (RV(action)): V(migrated) (the target was empty), V(unchanged) (nothing to do),
     V(refreshed) (the source changed since the last copy), V(resumed) (the last copy did not finish),
     V(refused) (the task fails and nothing was written)."
@@ -179,8 +181,10 @@ requirements:
     the module.
 notes:
   - The application should be stopped while the last copy is made. Sessions connected to the source
-    database make the module copy again rather than report V(unchanged), since the statistics that
-    the fingerprint reads may still be pending in those sessions.
+    database (also those the user may not see the details of, without SUPERUSER or C(pg_read_all_stats))
+    make the module copy again rather than report V(unchanged), since the write counters that the
+    fingerprint reads may still be pending in those sessions. The README's "What a run decides" states
+    what is proven and what is trusted.
   - Tablespaces are not carried (C(pg_restore --no-tablespaces)); everything lands in the target's
     default tablespace.
   - The record of migrations lives in the C(codacy_migration) schema of each target database; drop it

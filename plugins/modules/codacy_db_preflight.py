@@ -160,7 +160,7 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.codacy.selfhosted.plugins.module_utils import catalog, pgtools
+from ansible_collections.codacy.selfhosted.plugins.module_utils import catalog, fingerprint, pgtools
 from ansible_collections.codacy.selfhosted.plugins.module_utils.connection import (
     HAS_PSYCOPG2, PSYCOPG2_IMPORT_ERROR, ConnectionProblem, Endpoint, endpoint_argument_spec)
 from ansible_collections.codacy.selfhosted.plugins.module_utils.migration import Failure, Migration, work_dir_problem
@@ -309,6 +309,14 @@ class Preflight:
         target_priv, problem = admin_status(tgt, self.target, self.params["admin_roles"], bool(missing_on_target))
         self.problems.extend([problem] if problem else [])
         self.result["privileges"] = {"source": source_priv, "target": target_priv}
+        for endpoint, conn in ((self.source, src), (self.target, tgt)):
+            if not catalog.sees_all_sessions(conn):
+                self.warnings.append(
+                    "%s user %s cannot see the details of other roles' sessions (it is neither SUPERUSER nor a member "
+                    "of pg_read_all_stats): each such session counts as an application session, so a database with "
+                    "one is %s. GRANT pg_read_all_stats TO %s to tell them apart"
+                    % (endpoint.role, endpoint.who, "copied again" if endpoint.role == "source" else "refused",
+                       endpoint.user))
         self.check_clients(source_info)
         if target_info["major"] < source_info["major"]:
             self.problems.append(
@@ -379,8 +387,13 @@ class Preflight:
             entry["estimated_dump_bytes"] = int(catalog.fetchall(conn, DUMP_ESTIMATE_SQL)[0][0])
             entry["extensions"] = [r[0] for r in catalog.fetchall(conn, catalog.EXTENSIONS_SQL)]
             sessions = catalog.other_sessions(conn)
+            uncounted = fingerprint.counting_problems(conn)
         finally:
             conn.close()
+        if uncounted:
+            self.warnings.append("%s: writes to it may not be counted (%s): a later run cannot trust the write counters "
+                                 "and copies it again unless no transaction at all ran on the source server since; "
+                                 "remove the setting to make reruns cheap" % (entry["name"], "; ".join(uncounted)))
         missing = [e for e in entry["extensions"] if e not in available]
         if missing:
             self.problems.append("extensions %s used in %s are not available on the target server %s: install them "

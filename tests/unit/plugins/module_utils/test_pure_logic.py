@@ -82,20 +82,31 @@ class TestSettings:
         assert dbprops.split_guc_list(stored) == names
 
 
-class TestFingerprintDifferences:
-    base = {"catalog": "a", "tables": {"public.t": [1, 2, 3]}, "sequences": {}, "server": None}
+class TestFingerprint:
+    base = {"format": 2, "catalogs": {"pg_class": "a"}, "tables": {"public.t": [1, 2, 3]}, "sequences": {},
+            "statistics": {"cluster_reset": "t0", "database_reset": None}, "xids": {"next": 10, "running": []}}
 
     def test_equal(self):
-        assert fingerprint.differences(self.base, dict(self.base)) == []
+        assert fingerprint.definition_changes(self.base, dict(self.base)) == []
+        assert fingerprint.write_changes(self.base, dict(self.base)) == []
+        assert fingerprint.counters_lost(self.base, dict(self.base)) is None
 
     def test_limit(self):
-        before = dict(self.base, tables=dict(("public.t%d" % i, [0, 0, 0]) for i in range(20)))
-        after = dict(self.base, tables=dict(("public.t%d" % i, [1, 0, 0]) for i in range(20)))
-        found = fingerprint.differences(before, after, limit=3)
-        assert found[-1] == "and 17 more" and len(found) == 4
+        found = ["write activity in public.t%d" % i for i in range(20)]
+        assert fingerprint.limited(found, 3) == found[:3] + ["and 17 more"]
 
     def test_digest_is_stable(self):
         assert fingerprint.digest(self.base) == fingerprint.digest(dict(self.base))
+
+    def test_proof_needs_no_transaction_running_and_none_since(self):
+        assert fingerprint.proven_unwritten(self.base, dict(self.base))
+        assert not fingerprint.proven_unwritten(self.base, dict(self.base, xids={"next": 11, "running": []}))
+        running = dict(self.base, xids={"next": 10, "running": [9]})
+        assert not fingerprint.proven_unwritten(running, dict(running))
+
+    def test_skipped_catalogs_and_volatile_columns_say_why(self):
+        for reasons in [fingerprint.SKIPPED_CATALOGS] + list(fingerprint.VOLATILE_COLUMNS.values()):
+            assert all(len(why) > 20 for why in reasons.values())
 
 
 class TestTools:
@@ -114,32 +125,3 @@ class TestTools:
         log = tmp_path / "log"
         log.write_text("pg_restore: connecting\npg_restore: error: could not execute query: ERROR: boom\nmore\n")
         assert pgtools.first_errors(str(log)) == ["pg_restore: error: could not execute query: ERROR: boom"]
-
-
-class TestTargetChanges:
-    recorded = {"catalog": "a", "tables": {"public.t": [100, 0, 0]}, "sequences": {"public.s": "100"},
-                "server": None, "sizes": {"public.t": 8192}}
-
-    def now(self, **parts):
-        return dict(self.recorded, **parts)
-
-    def test_untouched(self):
-        assert fingerprint.target_changes(self.recorded, self.now()) == []
-
-    def test_rows_written(self):
-        assert fingerprint.target_changes(self.recorded, self.now(tables={"public.t": [101, 0, 0]})) == [
-            "rows written in public.t"]
-
-    def test_statistics_reset_on_an_untouched_copy_is_no_change(self):
-        assert fingerprint.target_changes(self.recorded, self.now(tables={"public.t": [0, 0, 0]})) == []
-
-    def test_statistics_reset_and_writes_show_in_sizes_or_sequences(self):
-        reset = {"public.t": [3, 0, 0]}
-        assert fingerprint.target_changes(self.recorded, self.now(tables=reset, sizes={"public.t": 16384})) == [
-            "public.t changed size"]
-        assert fingerprint.target_changes(self.recorded, self.now(tables=reset, sequences={"public.s": "103"})) == [
-            "sequence public.s moved"]
-
-    def test_statistics_reset_without_recorded_sizes_cannot_tell(self):
-        recorded = dict(self.recorded, sizes=None)
-        assert "no sizes" in fingerprint.target_changes(recorded, self.now(tables={"public.t": [0, 0, 0]}))[0]
