@@ -220,3 +220,33 @@ class TestTargetStatisticsLost:
         execute(own_target, dbname, "UPDATE account SET name = 'written' WHERE id = 6")
         result = run_in_process(copied)
         assert result.get("failed") and result["action"] == "refused", result.get("msg")
+
+
+class TestSourceRestarts:
+    @pytest.fixture
+    def own_source(self):
+        with PgServer(password=PASSWORD) as server:
+            yield server
+
+    def test_a_crash_of_the_source_is_never_taken_for_unchanged(self, own_source, target, dbname, work_dir):
+        # Crash recovery empties unlogged tables without any transaction.
+        create_feature_database(own_source, dbname)
+        execute(own_source, dbname, "CREATE UNLOGGED TABLE cache AS SELECT i FROM generate_series(1, 100) i")
+        create_database(target, dbname)
+        args = module_args(own_source, target, dbname, work_dir)
+        succeeded(run_in_process(args), "migrated")
+        execute(own_source, dbname, "CHECKPOINT")
+        own_source.kill()
+        own_source.start()
+        assert execute(own_source, dbname, "SELECT count(*) FROM cache")[0][0] == 0, "premise: recovery emptied it"
+        succeeded(run_in_process(args), "refreshed")
+        assert_same(own_source, target, dbname)
+
+    def test_a_clean_restart_of_an_idle_source_is_unchanged(self, own_source, target, dbname, work_dir):
+        create_feature_database(own_source, dbname)
+        create_database(target, dbname)
+        args = module_args(own_source, target, dbname, work_dir)
+        succeeded(run_in_process(args), "migrated")
+        own_source.stop()
+        own_source.start()
+        succeeded(run_in_process(args), "unchanged")

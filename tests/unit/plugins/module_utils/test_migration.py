@@ -62,8 +62,14 @@ class TestDecide:
 
     def test_unchanged_source_proven_by_the_transaction_horizon(self):
         # Nothing took a transaction id: even counters that cannot be trusted do not matter.
-        source = look(changed(FP, statistics=dict(STATS, cluster_reset="t9")), counting=["track_counts is off"])
+        source = look(changed(FP, statistics=dict(STATS, database_reset="t9")), counting=["track_counts is off"])
         assert decide(rec=record(), source=source) == ("unchanged", ["the source is unchanged since the copy of t2"])
+
+    def test_no_proof_across_a_crash(self):
+        # Crash recovery empties unlogged tables without a transaction id; it discards the statistics.
+        source = look(changed(FP, statistics=dict(STATS, cluster_reset="t9")))
+        action, reasons = decide(rec=record(), source=source)
+        assert action == "refreshed" and "discarded" in reasons[0]
 
     def test_unchanged_source_trusted_from_its_counters(self):
         assert decide(rec=record())[0] == "unchanged"

@@ -103,6 +103,8 @@ class TestFingerprint:
         assert not fingerprint.proven_unwritten(self.base, dict(self.base, xids={"next": 11, "running": []}))
         running = dict(self.base, xids={"next": 10, "running": [9]})
         assert not fingerprint.proven_unwritten(running, dict(running))
+        crashed = dict(self.base, statistics={"cluster_reset": "t1", "database_reset": None})
+        assert not fingerprint.proven_unwritten(self.base, crashed)
 
     def test_skipped_catalogs_and_volatile_columns_say_why(self):
         for reasons in [fingerprint.SKIPPED_CATALOGS] + list(fingerprint.VOLATILE_COLUMNS.values()):
