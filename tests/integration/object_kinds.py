@@ -25,6 +25,12 @@ CREATE TYPE k.ct AS (a int);
 """
 
 KINDS = [
+    # Rows and sequence values
+    Kind("row inserted", "", "INSERT INTO k.t (id, v, n) VALUES (500, 'new', 500)"),
+    Kind("row updated in place", "", "UPDATE k.t SET v = 'w1' WHERE id = 1"),
+    Kind("row deleted", "", "DELETE FROM k.t WHERE id = 2"),
+    Kind("table truncated", "CREATE TABLE k.trunc AS SELECT 1 AS a", "TRUNCATE k.trunc"),
+    Kind("sequence value", "CREATE SEQUENCE k.counter", "SELECT nextval('k.counter')"),
     # Tables and columns
     Kind("table created", "", "CREATE TABLE k.new_table (id int)"),
     Kind("column added", "", "ALTER TABLE k.t ADD COLUMN extra int"),
@@ -121,12 +127,20 @@ KINDS = [
     Kind("enum value", "", "ALTER TYPE issue_level ADD VALUE 'fatal'"),
     Kind("composite type attribute", "", "ALTER TYPE k.ct ADD ATTRIBUTE b text"),
     Kind("range type", "", "CREATE TYPE k.floatrange AS RANGE (SUBTYPE = float8)"),
+    Kind("base type", "", "CREATE TYPE k.base; "
+                          "CREATE FUNCTION k.base_in(cstring) RETURNS k.base LANGUAGE internal IMMUTABLE STRICT AS 'textin'; "
+                          "CREATE FUNCTION k.base_out(k.base) RETURNS cstring LANGUAGE internal IMMUTABLE STRICT"
+                          " AS 'textout'; "
+                          "CREATE TYPE k.base (INPUT = k.base_in, OUTPUT = k.base_out, LIKE = text)"),
     Kind("collation", "", "CREATE COLLATION k.coll (LOCALE = 'C')"),
     Kind("conversion", "", "CREATE CONVERSION k.conv FOR 'LATIN1' TO 'UTF8' FROM iso8859_1_to_utf8"),
     Kind("text search configuration", "CREATE TEXT SEARCH CONFIGURATION k.ts (COPY = english)",
          "ALTER TEXT SEARCH CONFIGURATION k.ts DROP MAPPING FOR email"),
     Kind("text search dictionary", "CREATE TEXT SEARCH DICTIONARY k.dict (TEMPLATE = simple)",
          "ALTER TEXT SEARCH DICTIONARY k.dict (ACCEPT = false)"),
+    Kind("text search parser", "", "CREATE TEXT SEARCH PARSER k.prs (START = prsd_start, GETTOKEN = prsd_nexttoken,"
+                                   " END = prsd_end, LEXTYPES = prsd_lextype)"),
+    Kind("text search template", "", "CREATE TEXT SEARCH TEMPLATE k.tmpl (LEXIZE = dsimple_lexize, INIT = dsimple_init)"),
     Kind("extended statistics", "", "CREATE STATISTICS k.st ON id, n FROM k.t"),
     Kind("extended statistics target", "CREATE STATISTICS k.st2 ON id, v FROM k.t",
          "ALTER STATISTICS k.st2 SET STATISTICS 50", 13),
@@ -148,9 +162,22 @@ KINDS = [
     Kind("comment on constraint", "", "COMMENT ON CONSTRAINT t_pkey ON k.t IS 'the key'"),
     Kind("comment on schema", "", "COMMENT ON SCHEMA k IS 'the k schema'"),
     Kind("comment on extension", "", "COMMENT ON EXTENSION citext IS 'case-insensitive text'"),
+    Kind("comment on policy", "CREATE TABLE k.pol2 (a int); CREATE POLICY p ON k.pol2 USING (true)",
+         "COMMENT ON POLICY p ON k.pol2 IS 'who sees what'"),
+    Kind("comment on trigger", "CREATE TABLE k.trgd3 (a int); "
+                               "CREATE TRIGGER t BEFORE INSERT ON k.trgd3 FOR EACH ROW EXECUTE FUNCTION k.trg()",
+         "COMMENT ON TRIGGER t ON k.trgd3 IS 'keeps things tidy'"),
     # Database-wide objects outside any schema
     Kind("cast", "", "CREATE CAST (uuid AS bytea) WITH INOUT"),
     Kind("access method", "", "CREATE ACCESS METHOD k_heap TYPE TABLE HANDLER heap_tableam_handler", 12),
+    Kind("procedural language", "CREATE FUNCTION k.handler() RETURNS language_handler"
+                                " AS '$libdir/plpgsql', 'plpgsql_call_handler' LANGUAGE C",
+         "CREATE LANGUAGE k_lang HANDLER k.handler"),
+    Kind("transform", "CREATE FUNCTION k.tf_from(internal) RETURNS internal LANGUAGE internal IMMUTABLE STRICT"
+                      " AS 'int4recv'; "
+                      "CREATE FUNCTION k.tf_to(internal) RETURNS int LANGUAGE internal IMMUTABLE STRICT AS 'int4recv'",
+         "CREATE TRANSFORM FOR int LANGUAGE plpgsql (FROM SQL WITH FUNCTION k.tf_from(internal),"
+         " TO SQL WITH FUNCTION k.tf_to(internal))"),
     Kind("publication", "", "CREATE PUBLICATION k_pub FOR TABLE k.t"),
     Kind("publication table added", "CREATE TABLE k.pubd (id int PRIMARY KEY); CREATE PUBLICATION k_pub2",
          "ALTER PUBLICATION k_pub2 ADD TABLE k.pubd"),
@@ -166,6 +193,7 @@ KINDS = [
     Kind("foreign server option", "CREATE FOREIGN DATA WRAPPER k_fdw3; CREATE SERVER k_srv3 FOREIGN DATA WRAPPER k_fdw3",
          "ALTER SERVER k_srv3 OPTIONS (ADD host 'elsewhere')"),
     Kind("large object created", "", "SELECT lo_from_bytea(0, 'a large object'::bytea)"),
+    Kind("large object content", "SELECT lo_from_bytea(424241, 'original'::bytea)", "SELECT lo_put(424241, 0, 'changed')"),
     Kind("large object grant", "SELECT lo_from_bytea(424242, 'granted'::bytea)",
          "GRANT SELECT ON LARGE OBJECT 424242 TO k_owner"),
     Kind("large object comment", "SELECT lo_from_bytea(424243, 'commented'::bytea)",
