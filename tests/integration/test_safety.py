@@ -239,6 +239,18 @@ class TestTargetStatisticsLost:
         succeeded(run_in_process(copied), "refreshed")
         assert_same(source, own_target, dbname)
 
+    def test_a_write_the_target_did_not_count_is_refused(self, source, own_target, dbname, copied):
+        # (A role setting for every database, which is no definition of this one.)
+        execute(own_target, dbname, "ALTER ROLE postgres SET track_counts = off")
+        before = written(own_target, dbname, "account")
+        with AppSession(own_target, dbname) as app:
+            app.execute("UPDATE account SET name = 'uncounted' WHERE id = 7")
+        assert written(own_target, dbname, "account") == before, "premise: the write was not counted"
+        execute(source, dbname, "DELETE FROM issue WHERE id = 15")
+        result = run_in_process(copied)
+        assert result.get("failed") and result["action"] == "refused", result.get("msg") or result["reasons"]
+        assert "track_counts" in result["msg"] and "rows written in public.account" in result["msg"]
+
     def test_a_clean_restart_keeps_the_counters(self, source, own_target, dbname, copied):
         own_target.stop()
         own_target.start()
