@@ -68,6 +68,10 @@ WITH ext AS (SELECT classid, objid FROM pg_depend WHERE deptype = 'e'),
 )
 SELECT kind, name, drop_sql, early FROM obj
  WHERE oid >= %(first)s AND (catalog, oid) NOT IN (SELECT classid, objid FROM ext)
+   -- What runs a function of our marker schema goes with it (DROP SCHEMA ... CASCADE), like the schema.
+   AND NOT EXISTS (SELECT 1 FROM pg_depend d JOIN pg_proc p ON p.oid = d.refobjid
+                    WHERE d.classid = obj.catalog AND d.objid = obj.oid AND d.refclassid = 'pg_proc'::regclass
+                      AND p.pronamespace = (SELECT oid FROM pg_namespace WHERE nspname = %(skip)s))
  ORDER BY early DESC, kind, name
 """
 
@@ -307,7 +311,7 @@ def clear(conn, skip_schema):
             public = cur.fetchone()
             cur.execute(grants_query("nspacl", "pg_namespace WHERE nspname = 'public'"))
             public_grants = cur.fetchall()
-            cur.execute(DATABASE_WIDE_SQL, {"first": FIRST_NORMAL_OID})
+            cur.execute(DATABASE_WIDE_SQL, {"first": FIRST_NORMAL_OID, "skip": skip_schema})
             outside = cur.fetchall()
             # Event triggers first, so that none fires while the rest is dropped.
             for _kind, _name, drop, early in outside:
