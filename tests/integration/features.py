@@ -134,10 +134,11 @@ def wait_for(predicate, timeout=120, what="condition"):
 
 
 def restoring(server, dbname):
-    """True once pg_restore is loading rows into the target (the marker says in progress)."""
+    """True once pg_restore is loading rows into the target (the marker says in progress). Asked from
+    another database: a session in the target database would make the migration refuse to write."""
     try:
-        rows = execute(server, dbname, "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-                                       " AND query ILIKE 'COPY public.bulk%%'")
+        rows = execute(server, "postgres", "SELECT count(*) FROM pg_stat_activity WHERE datname = %s"
+                                           " AND query ILIKE 'COPY public.bulk%%'", (dbname,))
         return rows[0][0] > 0
     except Exception:  # the server may be between states
         return False
