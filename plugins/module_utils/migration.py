@@ -166,7 +166,7 @@ def _decide(content, record, source_identity, source, target, force, prove_targe
     reasons.extend("source: %s" % change for change in fingerprint.limited(source_changes(record, source)))
     if not reasons:
         return "unchanged", ["the source is unchanged since the copy of %s" % record["finished_at"]]
-    if doubt and not force:
+    if doubt and not force and not target.sessions:  # (sessions on the target refuse the run anyway: see decide())
         written, unprovable = prove_target_unwritten()
         if written:
             return "refused", [refusal % ("%s, so its rows were read: %s" % (doubt, "; ".join(fingerprint.limited(written))))]
