@@ -5,6 +5,10 @@
 # exactly what to install. Never skips: missing infrastructure is an error.
 set -euo pipefail
 
+# Building PostgreSQL's regression database (tests/support/regressdb.py) needs a C toolchain
+# and deb-src lines for `apt-get source`: that script sees to them.
+"$(dirname "$0")/ensure_regress_build.sh"
+
 missing=()
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 command -v pg_dump >/dev/null 2>&1 || missing+=(postgresql-client)
