@@ -501,7 +501,11 @@ class Migration:
         from pg_dump straight into pg_restore (no disk, the target busy from the first second),
         then build indexes, constraints and triggers with `jobs` workers. One snapshot throughout."""
         schema_dir = os.path.join(self.private_dir, "schema")
-        argv = self.pg_dump(snapshot_id, "--format=directory", "--schema-only", "--file=%s" % schema_dir)
+        # Every section but the data, rather than --schema-only: post-data then holds the REFRESH
+        # of each populated materialized view (--schema-only leaves them unpopulated). -B: the
+        # large objects travel with the data.
+        argv = self.pg_dump(snapshot_id, "--format=directory", "--section=pre-data", "--section=post-data", "-B",
+                            "--file=%s" % schema_dir)
         self.run_client("dump", argv, env)
         self.result["dump_bytes"] = dir_size(schema_dir)
         run_id = self.start_writing(action)
@@ -533,27 +537,45 @@ class Migration:
 
     def verify(self, snapshot_id):
         jobs = self.params["jobs"]
-        source = verify.Side(lambda: self.source.connect(self.database, read_only=True), snapshot_id)
-        target = verify.Side(lambda: self.target.connect(self.target_database))
+        source = verify.Side(lambda: self.source.connect(self.database, read_only=True), snapshot_id, "source")
+        target = verify.Side(lambda: self.target.connect(self.target_database), name="target")
         try:
-            tables, problems = verify.compare(source, target, self.params["verify"], jobs, marker.SCHEMA,
-                                              self.schemas)
+            tables, problems, warnings = verify.compare(source, target, self.params["verify"], jobs, marker.SCHEMA,
+                                                        self.schemas)
+            moved = verify.sequence_differences(self.src, self.tgt, marker.SCHEMA, self.schemas)
+        except verify.ReadError as exc:
+            raise Failure("verify", self.unreadable(exc)) from None
         finally:
             source.close()
             target.close()
-        moved = verify.sequence_differences(self.src, self.tgt, marker.SCHEMA, self.schemas)
+        self.warnings.extend(warnings)
         if self.other_sessions:
             # The application is running: its sequences may move after the dump. The next run copies again.
             self.warnings.extend(moved)
         else:
             problems += moved
         self.result["tables"] = tables
-        self.result["verified"].update(tables=len(tables), rows=sum(t["target_rows"] for t in tables),
+        self.result["verified"].update(tables=len(tables), rows=sum(t["target_rows"] or 0 for t in tables),
                                        equal=not problems)
         if problems:
             raise Failure("verify", "the copy of %s in %s on %s differs from the source: %s. It stays marked "
                           "unfinished; the next run copies it again"
                           % (self.database, self.target_database, self.target.address, "; ".join(problems[:10])))
+
+    def unreadable(self, exc):
+        """The message for a verification that could not read what it compares: where, and what to do."""
+        endpoint = self.source if exc.side == "source" else self.target
+        code = getattr(exc.error, "pgcode", None)
+        if code == "42501":  # insufficient_privilege
+            advice = ("Grant the %s user %s that privilege, or connect as a superuser or the managed service's "
+                      "admin role" % (exc.side, endpoint.user))
+        elif code is None or code.startswith(("08", "57")):  # connection lost, server shutting down
+            advice = "Check that the %s server %s is up and reachable" % (exc.side, endpoint.address)
+        else:
+            advice = "Fix its cause on the %s server %s" % (exc.side, endpoint.address)
+        return ("verification of %s (target database %s on %s) could not finish: %s. %s, then run again: the copy "
+                "stays marked unfinished and the next run copies it again"
+                % (self.database, self.target_database, self.target.address, exc, advice))
 
     def finish(self, run_id):
         # Statistics of the restore's sessions are flushed when they end: wait for them before

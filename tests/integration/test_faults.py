@@ -4,6 +4,7 @@ process left behind, and a next run that finishes the job."""
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -95,6 +96,37 @@ def test_target_stops_during_the_restore(source, own_target, dbname, run_module,
     own_target.start()
     assert marker_states(own_target, dbname) == ["in_progress"]
     succeeded(run_module(module_args(source, own_target, dbname, work_dir)), "resumed")
+    assert compare(source.params(), dbname, own_target.params(), dbname) == []
+
+
+def verifying(server, dbname):
+    """True once verification hashes public.bulk on `server`."""
+    try:
+        return execute(server, dbname, "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                                       " AND query LIKE '%%md5%%FROM ONLY \"public\".\"bulk\"%%'")[0][0] > 0
+    except Exception:  # the server may be between states
+        return False
+
+
+def test_target_stops_during_verification(source, own_target, dbname, run_module, work_dir):
+    before = big_database(source, own_target, dbname)
+    proc = run_module.popen(module_args(source, own_target, dbname, work_dir, verify="checksums"))
+    wait_for(lambda: verifying(own_target, dbname), timeout=300, what="the verification to read public.bulk")
+    own_target.stop(mode="immediate")
+    result = run_module.result(proc)
+    assert result["failed"] and result["phase"] == "verify", result.get("msg")
+    # Not an "unexpected error": the database, what was being read where, and what to do.
+    assert "unexpected error" not in result["msg"]
+    assert re.search(r"verification of %s \(target database %s on 127\.0\.0\.1:%d\) could not finish: reading "
+                     r"table public\.(bulk|issue) on the target failed: " % (dbname, dbname, own_target.port),
+                     result["msg"]), result["msg"]
+    assert "Check that the target server 127.0.0.1:%d is up and reachable, then run again" % own_target.port \
+        in result["msg"]
+    assert_nothing_left(work_dir, dbname)
+    assert snapshot(source.params(), dbname) == before
+    own_target.start()
+    assert marker_states(own_target, dbname) == ["in_progress"]
+    succeeded(run_module(module_args(source, own_target, dbname, work_dir, verify="checksums")), "resumed")
     assert compare(source.params(), dbname, own_target.params(), dbname) == []
 
 
