@@ -225,6 +225,18 @@ def creates_existing_schema(toc_line, existing):
     return bool(match) and any(match.group(1).startswith(name + " ") for name in existing)
 
 
+def restore_pass(toc_line):
+    """Which of three pg_restore runs restores a `pg_restore --list` line: 1 for the attachments
+    of partitioned indexes, one at a time (attached concurrently, two can each miss the other's
+    and leave the partitioned index invalid); 2 for foreign keys, which need the index of a
+    partitioned table they reference attached, and comments on constraints; 0 for the rest."""
+    if re.match(r"^\d+; \d+ \d+ INDEX ATTACH ", toc_line):
+        return 1
+    if re.match(r"^\d+; \d+ \d+ (FK CONSTRAINT |(COMMENT|SECURITY LABEL) .*\bCONSTRAINT )", toc_line):
+        return 2
+    return 0
+
+
 def dir_size(path):
     total = 0
     for root, _dirs, files in os.walk(path):
@@ -491,9 +503,8 @@ class Migration:
         self.run_client("dump", argv, env, r"dumping contents of table", tables)
         self.result["dump_bytes"] = dir_size(dump_dir)
         run_id = self.start_writing(action)
-        toc_list, table_data = self.restore_list(dump_dir)
-        argv = self.pg_restore("--format=directory", "--jobs=%d" % jobs, "--use-list=%s" % toc_list, dump_dir)
-        self.run_client("restore", argv, env, r"processing data for table", table_data)
+        passes, table_data = self.restore_lists(dump_dir)
+        self.restore_passes("restore", dump_dir, passes, env, (), r"processing data for table", table_data)
         return run_id
 
     def copy_streaming(self, action, env, snapshot_id, tables):
@@ -509,20 +520,30 @@ class Migration:
         self.run_client("dump", argv, env)
         self.result["dump_bytes"] = dir_size(schema_dir)
         run_id = self.start_writing(action)
-        toc_list, _table_data = self.restore_list(schema_dir)
-        argv = self.pg_restore("--format=directory", "--section=pre-data", "--use-list=%s" % toc_list, schema_dir)
+        passes, _table_data = self.restore_lists(schema_dir)
+        argv = self.pg_restore("--format=directory", "--section=pre-data", "--use-list=%s" % passes[0][0], schema_dir)
         self.run_client("pre-data", argv, env)
         dump = self.pg_dump(snapshot_id, "--format=custom", "--compress=0", "--data-only")
         self.run_pipeline("restore", dump, self.pg_restore("--format=custom", "--data-only"), env,
                           r"processing data for table", tables)
-        argv = self.pg_restore("--format=directory", "--section=post-data", "--jobs=%d" % self.params["jobs"],
-                               "--use-list=%s" % toc_list, schema_dir)
-        self.run_client("post-data", argv, env)
+        self.restore_passes("post-data", schema_dir, passes, env, ("--section=post-data",))
         return run_id
 
-    def restore_list(self, dump_dir):
-        """The dump's table of contents without CREATE SCHEMA for schemas the target already has,
-        and how many tables' data it restores.
+    def restore_passes(self, phase, dump_dir, passes, env, options, done_pattern=None, total=None):
+        """Restore from `dump_dir` the lists of restore_lists(), one after the other; progress
+        counts in the first, which restores the data."""
+        for number, (toc_list, jobs) in enumerate(passes):
+            argv = self.pg_restore("--format=directory", "--jobs=%d" % jobs, "--use-list=%s" % toc_list, *options)
+            argv.append(dump_dir)
+            if number == 0:
+                self.run_client(phase, argv, env, done_pattern, total)
+            else:
+                self.run_client(phase, argv, env)
+
+    def restore_lists(self, dump_dir):
+        """The dump's table of contents, without CREATE SCHEMA for schemas the target already has,
+        as the lists of the pg_restore runs that restore it one after the other (restore_pass()),
+        each with its number of workers: [(path, jobs)]; and how many tables' data it restores.
 
         With --schema, pg_dump emits CREATE SCHEMA even for `public`, which every database
         already has; restoring it would fail. Their owner, grants and comment still apply."""
@@ -530,10 +551,17 @@ class Migration:
                              check=True).stdout
         existing = set(r[0] for r in catalog.fetchall(self.tgt, "SELECT nspname FROM pg_namespace"))
         kept = [line for line in toc.splitlines() if not creates_existing_schema(line, existing)]
-        path = os.path.join(self.private_dir, "restore.list")
-        with open(path, "w") as handle:
-            handle.write("\n".join(kept) + "\n")
-        return path, sum(1 for line in kept if " TABLE DATA " in line)
+        lines = [[], [], []]
+        for line in kept:
+            lines[restore_pass(line)].append(line)
+        passes = []
+        for number, chosen in enumerate(lines):
+            if number == 0 or chosen:
+                path = os.path.join(self.private_dir, "restore-%d.list" % (number + 1))
+                with open(path, "w") as handle:
+                    handle.write("\n".join(chosen) + "\n")
+                passes.append((path, 1 if number == 1 else self.params["jobs"]))
+        return passes, sum(1 for line in kept if " TABLE DATA " in line)
 
     def verify(self, snapshot_id):
         jobs = self.params["jobs"]
