@@ -21,9 +21,11 @@ and >= 12.
 """
 
 import argparse
+import difflib
 import json
 import os
 import re
+import subprocess
 import sys
 
 import psycopg2
@@ -46,10 +48,10 @@ SESSION_SETTINGS = (
 
 # The sections of a snapshot that diff() compares, in report order, with the noun used in reports.
 # "info" is never compared.
-SECTIONS = {"schemas": "schema", "extensions": "extension", "tables": "table", "sequences": "sequence",
-            "large_objects": "large object", "indexes": "index", "constraints": "constraint",
-            "views": "view", "functions": "function", "triggers": "trigger", "enums": "enum",
-            "comments": "comment"}
+SECTIONS = {"properties": "database property", "schemas": "schema", "extensions": "extension", "tables": "table",
+            "sequences": "sequence", "large_objects": "large object", "indexes": "index",
+            "constraints": "constraint", "views": "view", "functions": "function", "triggers": "trigger",
+            "enums": "enum", "comments": "comment"}
 
 # Relations in these schemas are never user data.
 _USER_SCHEMA_FILTER = f"""
@@ -198,9 +200,36 @@ def _sequences(cur, params):
 
 def _large_objects(cur):
     # Keyed by oid: pg_dump preserves large object oids, and tables reference them by oid.
-    objects = {str(oid): digest for oid, digest in _rows(cur, """
-        SELECT oid, md5(lo_get(oid)) FROM pg_largeobject_metadata ORDER BY oid""")}
-    return {"count": len(objects), "md5": objects}
+    rows = _rows(cur, """
+        SELECT oid::text, md5(lo_get(oid)), pg_get_userbyid(lomowner),
+               ARRAY(SELECT format('%s:%s%s', CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(a.grantee) END,
+                                   a.privilege_type, CASE WHEN a.is_grantable THEN '*' ELSE '' END)
+                     FROM aclexplode(coalesce(lomacl, acldefault('L', lomowner))) a ORDER BY 1),
+               obj_description(oid, 'pg_largeobject')
+        FROM pg_largeobject_metadata ORDER BY oid""")
+    return {"count": len(rows), "md5": {oid: digest for oid, digest, *_ in rows},
+            "metadata": {oid: {"owner": owner, "grants": grants, "comment": comment}
+                         for oid, _digest, owner, grants, comment in rows}}
+
+
+def _properties(cur):
+    """What travels of the database itself: encoding and locale, connection limit, grants (those of
+    others than its owner, whose privileges are implicit), comment, and ALTER DATABASE / ALTER ROLE
+    IN DATABASE settings. Its owner may legitimately differ (the target's admin may create it)."""
+    encoding, collate, ctype, limit, grants, comment = _rows(cur, """
+        SELECT pg_encoding_to_char(d.encoding), d.datcollate, d.datctype, d.datconnlimit,
+               ARRAY(SELECT format('%s:%s%s', CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(a.grantee) END,
+                                   a.privilege_type, CASE WHEN a.is_grantable THEN '*' ELSE '' END)
+                     FROM aclexplode(coalesce(d.datacl, acldefault('d', d.datdba))) a
+                     WHERE a.grantee <> d.datdba ORDER BY 1),
+               shobj_description(d.oid, 'pg_database')
+        FROM pg_database d WHERE d.datname = current_database()""")[0]
+    settings = dict(_rows(cur, """
+        SELECT coalesce(pg_get_userbyid(nullif(s.setrole, 0)), '(every role)'), s.setconfig
+        FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase
+        WHERE d.datname = current_database()"""))
+    return {"encoding": encoding, "lc_collate": collate, "lc_ctype": ctype, "connection_limit": limit,
+            "grants": grants, "comment": comment, "settings": settings}
 
 
 def _indexes(cur, params):
@@ -327,6 +356,7 @@ def snapshot(conn_params, dbname, schemas=None):
                 "database": dbname,
                 # Informational only, never compared: versions legitimately differ across servers.
                 "info": {"server_version": server_version, "extension_versions": extensions},
+                "properties": _properties(cur),
                 "schemas": _schemas(cur, params),
                 "extensions": sorted(extensions),
                 "tables": _tables(cur, params, server_version),
@@ -430,6 +460,9 @@ def diff(a, b, ignore=(), labels=("source", "target")):
             if sa["count"] != sb["count"]:
                 out.append("large objects: count %s=%s, %s=%s" % (labels[0], sa["count"], labels[1], sb["count"]))
             out += _diff_values("large object", sa["md5"], sb["md5"], labels)
+            common = set(sa["metadata"]) & set(sb["metadata"])  # (the md5 line names those on one side)
+            out += _diff_values("large object", {k: sa["metadata"][k] for k in common},
+                                {k: sb["metadata"][k] for k in common}, labels)
         else:
             out += _diff_values(noun, sa, sb, labels)
     return out
@@ -471,6 +504,53 @@ def dump_diff(src_params, src_db, dst_params, dst_db):
     import difflib
     return list(difflib.unified_diff(schema_dump(src_params, src_db), schema_dump(dst_params, dst_db),
                                      "source", "target", lineterm="", n=1))
+
+
+# --------------------------------------------------------------------------------------------
+# Schema dump
+# --------------------------------------------------------------------------------------------
+# pg_dump's plain output starts every object with a header such as
+# "-- Name: b_star; Type: TABLE; Schema: public; Owner: postgres" between two "--" lines.
+_DUMP_HEADER = re.compile(r"(?m)^--\n-- Name: (.*?); Type: (.*?); Schema: (.*?)(?:; Owner: .*?)?(?:; Tablespace: .*?)?\n--\n")
+
+
+def schema_dump(conn_params, dbname, pg_dump="pg_dump", schemas=None):
+    """`pg_dump --schema-only` of `dbname`, normalised: {"TYPE schema.name": [statements, ...]}.
+
+    Everything pg_dump writes for an object (its DDL, owner, grants, comments, security labels) is
+    kept; comments, blank lines and psql meta-commands (\\restrict's random key) are not. The
+    migration tool's marker schema is left out. The password travels in PGPASSWORD, never argv.
+    """
+    params = {k: v for k, v in conn_params.items() if k != "password" and v is not None}
+    env = dict(os.environ)
+    if conn_params.get("password"):
+        env["PGPASSWORD"] = conn_params["password"]
+    argv = [pg_dump, "--schema-only", "--exclude-schema=%s" % SKIPPED_SCHEMA,
+            "--dbname=%s" % psycopg2.extensions.make_dsn(**dict(params, dbname=dbname))]
+    argv += ["--schema=%s" % schema for schema in schemas or ()]
+    text = subprocess.run(argv, env=env, capture_output=True, text=True, check=True).stdout
+    parts = _DUMP_HEADER.split(text)
+    entries = {}
+    for name, kind, schema, body in zip(parts[1::4], parts[2::4], parts[3::4], parts[4::4]):
+        lines = [line.rstrip() for line in body.splitlines()
+                 if line.strip() and not line.startswith("--") and not line.startswith("\\")]
+        key = "%s %s" % (kind, name if schema == "-" else "%s.%s" % (schema, name))
+        entries.setdefault(key, []).append("\n".join(lines))
+    return {key: sorted(bodies) for key, bodies in entries.items()}
+
+
+def dump_diff(a, b, labels=("source", "target")):
+    """Differences between two schema_dump() results, one line per object, with the differing lines."""
+    out = []
+    for key in sorted(set(a) | set(b)):
+        if key not in b or key not in a:
+            out.append("schema dump %s: only in %s" % (key, labels[0] if key in a else labels[1]))
+        elif a[key] != b[key]:
+            changed = [line for line in difflib.unified_diff("\n".join(a[key]).splitlines(),
+                                                             "\n".join(b[key]).splitlines(), lineterm="", n=0)
+                       if line[:1] in "+-" and not line.startswith(("+++", "---"))]
+            out.append("schema dump %s: differs: %s" % (key, _short(" | ".join(changed))))
+    return out
 
 
 # --------------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from tests.support import compare, dataset
-from tests.support.pgserver import PgServer
+from tests.support.pgserver import PgServer, find_bindir
 
 SCALE = 2
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -217,7 +217,8 @@ def mutated(server_a, server_b, sizes_a, sizes_b):
         copies.append(copy)
         for statement in statements:
             server_b.execute(statement, dbname=copy)
-        return compare.compare(server_a.params(), dbname, server_b.params(), copy)
+        # (a TEMPLATE copy has none of the database's own properties: comment, settings, grants)
+        return compare.compare(server_a.params(), dbname, server_b.params(), copy, ignore=("properties",))
 
     yield make
     for copy in copies:
@@ -262,6 +263,50 @@ def test_a_changed_large_object_is_reported(mutated):
     assert differences[0] == "large objects: count source=1, target=0"
 
 
+@pytest.mark.parametrize("statement, field", [
+    ("GRANT SELECT ON LARGE OBJECT {oid} TO lo_reader", "grants"),
+    ("ALTER LARGE OBJECT {oid} OWNER TO lo_reader", "owner"),
+    ("COMMENT ON LARGE OBJECT {oid} IS 'a report'", "comment"),
+])
+def test_large_object_owner_grants_and_comment_are_compared(mutated, server_b, statement, field):
+    server_b.execute("DO $$ BEGIN CREATE ROLE lo_reader; EXCEPTION WHEN duplicate_object THEN NULL; END $$")
+    differences = mutated("filestore", statement.format(oid=dataset.LARGE_OBJECT_OID))
+    prefix = "large object %d %s: " % (dataset.LARGE_OBJECT_OID, field)
+    assert any(line.startswith(prefix) for line in differences), differences
+
+
+def test_database_properties_are_compared(server_a, server_b, sizes_a, sizes_b):
+    assert compare.compare(server_a.params(), "jobs", server_b.params(), "jobs") == []
+    server_b.execute("ALTER DATABASE jobs SET work_mem = '7MB'; ALTER DATABASE jobs CONNECTION LIMIT 9;"
+                     " GRANT CREATE ON DATABASE jobs TO PUBLIC")
+    try:
+        assert compare.compare(server_a.params(), "jobs", server_b.params(), "jobs") == [
+            "database property connection_limit: source=-1, target=9",
+            'database property grants: source=["PUBLIC:CONNECT", "PUBLIC:TEMPORARY"], '
+            'target=["PUBLIC:CONNECT", "PUBLIC:CREATE", "PUBLIC:TEMPORARY"]',
+            "database property settings (every role): only in target"]
+    finally:
+        server_b.execute("ALTER DATABASE jobs RESET ALL; ALTER DATABASE jobs CONNECTION LIMIT -1;"
+                         " REVOKE CREATE ON DATABASE jobs FROM PUBLIC")
+
+
+def test_schema_dumps_are_compared(server_a, server_b, sizes_a, sizes_b):
+    pg_dump = os.path.join(find_bindir(), "pg_dump")
+    source = compare.schema_dump(server_a.params(), "jobs", pg_dump)
+    assert "TABLE public.job" in source and "ACL public.TABLE job" not in source
+    assert compare.dump_diff(source, compare.schema_dump(server_b.params(), "jobs", pg_dump)) == []
+    server_b.execute('CREATE DATABASE "jobs_dumped" TEMPLATE "jobs"')
+    try:
+        server_b.execute("GRANT SELECT ON job TO PUBLIC; ALTER TABLE job ALTER COLUMN attempts SET STATISTICS 500",
+                         dbname="jobs_dumped")
+        target = compare.schema_dump(server_b.params(), "jobs_dumped", pg_dump)
+        assert compare.dump_diff(source, target) == [
+            "schema dump ACL public.TABLE job: only in target",
+            'schema dump TABLE public.job: differs: "+ALTER TABLE ONLY public.job ALTER COLUMN attempts SET STATISTICS 500;"']
+    finally:
+        server_b.execute('DROP DATABASE "jobs_dumped"')
+
+
 def test_a_dropped_index_is_reported(server_a, server_b, mutated):
     differences = mutated("results", "DROP INDEX issue_pattern_idx")
     assert differences == ["index public.issue_pattern_idx: only in source"]
@@ -297,8 +342,9 @@ def test_diff_can_ignore_sections_and_restrict_schemas(server_a, server_b, sizes
         server_b.execute("CREATE TABLE extra.t AS SELECT 1 AS x", dbname="results_ignore")
         source = compare.snapshot(server_a.params(), "results", schemas=["public"])
         target = compare.snapshot(server_b.params(), "results_ignore", schemas=["public"])
-        assert compare.diff(source, target) == ["index public.issue_pattern_idx: only in source"]
-        assert compare.diff(source, target, ignore=("indexes",)) == []
+        # (a TEMPLATE copy has none of the database's own properties: comment, settings, grants)
+        assert compare.diff(source, target, ignore=("properties",)) == ["index public.issue_pattern_idx: only in source"]
+        assert compare.diff(source, target, ignore=("indexes", "properties")) == []
         assert "extra.t" in compare.snapshot(server_b.params(), "results_ignore")["tables"]
     finally:
         server_b.execute('DROP DATABASE "results_ignore"')
@@ -351,10 +397,12 @@ def test_compare_cli_equal_and_different(server_a, server_b, sizes_a, sizes_b):
 
     server_b.execute('CREATE DATABASE "jobs_renamed" TEMPLATE "jobs"')
     try:
-        result = run_compare_cli(server_a, server_b, "--map", "jobs:jobs_renamed", "jobs")
+        # (a TEMPLATE copy has none of the database's own properties: comment, settings, grants)
+        result = run_compare_cli(server_a, server_b, "--map", "jobs:jobs_renamed", "--ignore", "properties", "jobs")
         assert result.returncode == 0, result.stdout + result.stderr
         server_b.execute("DELETE FROM job_event WHERE id = 3", dbname="jobs_renamed")
-        result = run_compare_cli(server_a, server_b, "--map", "jobs:jobs_renamed", "jobs", "accounts")
+        result = run_compare_cli(server_a, server_b, "--map", "jobs:jobs_renamed", "--ignore", "properties", "jobs",
+                                 "accounts")
         assert result.returncode == 1
         assert "jobs -> jobs_renamed: table public.job_event: row count source=%d, target=%d" % (
             2 * dataset.JOBS.units(SCALE), 2 * dataset.JOBS.units(SCALE) - 1) in result.stdout
