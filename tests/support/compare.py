@@ -473,6 +473,9 @@ def compare(src_params, src_db, dst_params, dst_db, schemas=None, ignore=()):
     return diff(snapshot(src_params, src_db, schemas), snapshot(dst_params, dst_db, schemas), ignore=ignore)
 
 
+# --------------------------------------------------------------------------------------------
+# Schema dump
+# --------------------------------------------------------------------------------------------
 def _newest_pg_dump():
     """The newest pg_dump on this machine (it must be at least as new as both servers)."""
     import glob
@@ -482,65 +485,35 @@ def _newest_pg_dump():
     return max(candidates, key=lambda path: int(path.split("/")[-3]))
 
 
-def schema_dump(conn_params, dbname):
-    """The definitions pg_dump emits for `dbname` (without the marker schema), normalised: comments,
-    session settings and blank lines dropped. The password travels in the environment."""
-    import subprocess
-    env = dict(os.environ, PGPASSWORD=str(conn_params.get("password") or ""), PGHOST=str(conn_params["host"]),
-               PGPORT=str(conn_params["port"]), PGUSER=str(conn_params["user"]), PGDATABASE=dbname)
-    out = subprocess.run([_newest_pg_dump(), "--schema-only", "--no-password",
-                          "--exclude-schema=" + SKIPPED_SCHEMA], env=env, capture_output=True, text=True, check=True)
-    lines = []
-    for line in out.stdout.splitlines():
-        if not line.strip() or line.startswith(("--", "SET ", "SELECT pg_catalog.set_config(", "\\restrict",
-                                                "\\unrestrict")):
-            continue
-        lines.append(line.rstrip())
-    return lines
-
-
-def dump_diff(src_params, src_db, dst_params, dst_db):
-    """Lines of a unified diff between the two databases' normalised schema dumps (empty when equal)."""
-    import difflib
-    return list(difflib.unified_diff(schema_dump(src_params, src_db), schema_dump(dst_params, dst_db),
-                                     "source", "target", lineterm="", n=1))
-
-
-# --------------------------------------------------------------------------------------------
-# Schema dump
-# --------------------------------------------------------------------------------------------
 # pg_dump's plain output starts every object with a header such as
 # "-- Name: b_star; Type: TABLE; Schema: public; Owner: postgres" between two "--" lines.
 _DUMP_HEADER = re.compile(r"(?m)^--\n-- Name: (.*?); Type: (.*?); Schema: (.*?)(?:; Owner: .*?)?(?:; Tablespace: .*?)?\n--\n")
+# Session settings, comments and psql meta-commands (\\restrict's random key) are not definitions.
+_NOT_DEFINITIONS = ("--", "SET ", "SELECT pg_catalog.set_config(", "\\")
 
 
-def schema_dump(conn_params, dbname, pg_dump="pg_dump", schemas=None):
-    """`pg_dump --schema-only` of `dbname`, normalised: {"TYPE schema.name": [statements, ...]}.
-
-    Everything pg_dump writes for an object (its DDL, owner, grants, comments, security labels) is
-    kept; comments, blank lines and psql meta-commands (\\restrict's random key) are not. The
-    migration tool's marker schema is left out. The password travels in PGPASSWORD, never argv.
-    """
-    params = {k: v for k, v in conn_params.items() if k != "password" and v is not None}
-    env = dict(os.environ)
-    if conn_params.get("password"):
-        env["PGPASSWORD"] = conn_params["password"]
-    argv = [pg_dump, "--schema-only", "--exclude-schema=%s" % SKIPPED_SCHEMA,
-            "--dbname=%s" % psycopg2.extensions.make_dsn(**dict(params, dbname=dbname))]
+def schema_dump(conn_params, dbname, schemas=None):
+    """`pg_dump --schema-only` of `dbname` (without the marker schema), normalised:
+    {"TYPE schema.name": [its statements, ...]}, everything pg_dump writes for an object (its DDL,
+    owner, grants, comments, security labels) without blank lines, comments and session settings.
+    The password travels in the environment, never argv."""
+    env = dict(os.environ, PGPASSWORD=str(conn_params.get("password") or ""), PGHOST=str(conn_params["host"]),
+               PGPORT=str(conn_params["port"]), PGUSER=str(conn_params["user"]), PGDATABASE=dbname)
+    argv = [_newest_pg_dump(), "--schema-only", "--no-password", "--exclude-schema=" + SKIPPED_SCHEMA]
     argv += ["--schema=%s" % schema for schema in schemas or ()]
-    text = subprocess.run(argv, env=env, capture_output=True, text=True, check=True).stdout
-    parts = _DUMP_HEADER.split(text)
+    parts = _DUMP_HEADER.split(subprocess.run(argv, env=env, capture_output=True, text=True, check=True).stdout)
     entries = {}
     for name, kind, schema, body in zip(parts[1::4], parts[2::4], parts[3::4], parts[4::4]):
-        lines = [line.rstrip() for line in body.splitlines()
-                 if line.strip() and not line.startswith("--") and not line.startswith("\\")]
+        lines = [line.rstrip() for line in body.splitlines() if line.strip() and not line.startswith(_NOT_DEFINITIONS)]
         key = "%s %s" % (kind, name if schema == "-" else "%s.%s" % (schema, name))
         entries.setdefault(key, []).append("\n".join(lines))
     return {key: sorted(bodies) for key, bodies in entries.items()}
 
 
-def dump_diff(a, b, labels=("source", "target")):
-    """Differences between two schema_dump() results, one line per object, with the differing lines."""
+def dump_diff(src_params, src_db, dst_params, dst_db, schemas=None, labels=("source", "target")):
+    """The differences between the two databases' schema dumps, one line per object with the lines
+    that differ (empty when equal)."""
+    a, b = schema_dump(src_params, src_db, schemas), schema_dump(dst_params, dst_db, schemas)
     out = []
     for key in sorted(set(a) | set(b)):
         if key not in b or key not in a:
