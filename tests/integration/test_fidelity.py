@@ -1,14 +1,16 @@
 """Fidelity: everything arrives as it is on the source, and verification sees everything
 (materialized views, invalid indexes and NOT VALID constraints, tables without columns, large
-objects). Copies are tampered with on the target by event-trigger hooks hidden in the marker's
-schema (which the module ignores), to prove that verification notices."""
+objects). To prove that verification notices, copies are tampered with on the target right before
+verification (the module then runs in this process)."""
 
 import psycopg2
 import pytest
 
-from tests.integration.conftest import module_args, succeeded
+from tests.integration.conftest import module_args, run_in_process, succeeded
 from tests.integration.features import create_database, execute
 from tests.support.compare import compare
+
+from ansible_collections.codacy.selfhosted.plugins.module_utils.migration import Migration
 
 
 def create_source(server, dbname, statements):
@@ -18,26 +20,22 @@ def create_source(server, dbname, statements):
             execute(server, dbname, statement)
 
 
-def tamper_on(server, dbname, tag, statement, when="true"):
-    """Run `statement` on the target after each of the restore's `tag` DDL commands for which
-    `when` holds (not again for the DDL that `statement` itself runs)."""
-    create_database(server, dbname)
-    execute(server, dbname, """
-        CREATE SCHEMA codacy_migration;
-        CREATE FUNCTION codacy_migration.tamper() RETURNS event_trigger LANGUAGE plpgsql AS $$
-        BEGIN
-          IF coalesce(current_setting('codacy_test.tampering', true), '') = '' AND (%s) THEN
-            PERFORM set_config('codacy_test.tampering', 'yes', false);
-            %s;
-            PERFORM set_config('codacy_test.tampering', '', false);
-          END IF;
-        END $$;
-        CREATE EVENT TRIGGER tamper ON ddl_command_end WHEN TAG IN ('%s')
-          EXECUTE PROCEDURE codacy_migration.tamper()""" % (when, statement, tag))
+@pytest.fixture
+def tampered(monkeypatch):
+    """Run the module (in this process) with `statement` run on the target database right before
+    verification: tamper(args, target, statement) -> the module's result."""
+    verify = Migration.verify
 
-
-def untamper(server, dbname):
-    execute(server, dbname, "DROP EVENT TRIGGER tamper")
+    def tamper(args, target, statement):
+        def tampering_verify(self, snapshot_id):
+            execute(target, args.get("target_database") or args["database"], statement)
+            return verify(self, snapshot_id)
+        monkeypatch.setattr(Migration, "verify", tampering_verify)
+        try:
+            return run_in_process(args)
+        finally:
+            monkeypatch.setattr(Migration, "verify", verify)
+    return tamper
 
 
 def populated(server, dbname):
@@ -50,7 +48,7 @@ def assert_equal(source, target, dbname, expected=()):
 
 
 def verification_failed(result, *fragments):
-    assert result["failed"] and result["phase"] == "verify", result.get("msg")
+    assert result.get("failed") and result.get("phase") == "verify", result.get("msg") or "the run succeeded"
     assert "unexpected error" not in result["msg"]
     for fragment in fragments:
         assert fragment in result["msg"], result["msg"]
@@ -81,12 +79,12 @@ class TestMaterializedViews:
         assert verified["mv_empty"]["target_rows"] is None and verified["mv_empty"]["equal"]
 
     @pytest.mark.parametrize("mode", ["counts", "checksums"])
-    def test_an_unpopulated_copy_is_noticed(self, source, target, dbname, run_module, work_dir, mode):
+    def test_an_unpopulated_copy_is_noticed(self, source, target, dbname, tampered, run_module, work_dir, mode):
         create_source(source, dbname, MATVIEWS)
-        tamper_on(target, dbname, "REFRESH MATERIALIZED VIEW", "REFRESH MATERIALIZED VIEW public.mv_of_mv WITH NO DATA")
-        result = run_module(module_args(source, target, dbname, work_dir, verify=mode, jobs=1))
+        create_database(target, dbname)
+        result = tampered(module_args(source, target, dbname, work_dir, verify=mode), target,
+                          "REFRESH MATERIALIZED VIEW public.mv_of_mv WITH NO DATA")
         verification_failed(result, "materialized view public.mv_of_mv is populated on the source but not on the target")
-        untamper(target, dbname)
         succeeded(run_module(module_args(source, target, dbname, work_dir, verify=mode)), "resumed")
         assert_equal(source, target, dbname)
 
@@ -105,16 +103,15 @@ class TestMaterializedViews:
         assert_equal(source, target, dbname, expected=["table public.mv: row count source=50, target=51",
                                                        "table public.mv_of_mv: same row count (1) but content differs"])
 
-    def test_a_wrong_refresh_is_noticed(self, source, target, dbname, run_module, work_dir):
+    def test_a_wrong_refresh_is_noticed(self, source, target, dbname, tampered, work_dir):
         # The target's materialized view holds a row that neither the source's content nor its
         # query gives (the base table changed during the REFRESH, then changed back).
         create_source(source, dbname, MATVIEWS)
-        tamper_on(target, dbname, "REFRESH MATERIALIZED VIEW",
-                  "INSERT INTO public.base VALUES (2000, 'ghost'); REFRESH MATERIALIZED VIEW public.mv;"
-                  " DELETE FROM public.base WHERE id = 2000")
-        result = run_module(module_args(source, target, dbname, work_dir, verify="counts", jobs=1))
-        verification_failed(result, "public.mv differs", "51 on the target")
-        untamper(target, dbname)
+        create_database(target, dbname)
+        result = tampered(module_args(source, target, dbname, work_dir, verify="counts"), target,
+                          "INSERT INTO public.base VALUES (2000, 'ghost'); REFRESH MATERIALIZED VIEW public.mv;"
+                          " DELETE FROM public.base WHERE id = 2000")
+        verification_failed(result, "public.mv differs", "51 on the target", "its query gives 50 rows on the target")
 
 
 INVALID = """
@@ -166,17 +163,15 @@ class TestValidity:
         ("UPDATE pg_constraint SET convalidated = false WHERE conname = 'dup_pkey'",
          "constraint dup_pkey on public.dup is validated on the source but not on the target"),
     ])
-    def test_a_difference_is_noticed(self, source, target, dbname, run_module, work_dir, statement, message):
+    def test_a_difference_is_noticed(self, source, target, dbname, tampered, work_dir, statement, message):
         create_source(source, dbname, INVALID)
-        tamper_on(target, dbname, "ALTER TABLE", statement, when="to_regclass('public.dup_pkey') IS NOT NULL")
-        result = run_module(module_args(source, target, dbname, work_dir, jobs=1))
-        verification_failed(result, message)
-        untamper(target, dbname)
+        create_database(target, dbname)
+        verification_failed(tampered(module_args(source, target, dbname, work_dir), target, statement), message)
 
 
 class TestEveryTable:
     @pytest.mark.parametrize("mode", ["counts", "checksums"])
-    def test_a_table_without_columns_is_verified(self, source, target, dbname, run_module, work_dir, mode):
+    def test_a_table_without_columns_is_verified(self, source, target, dbname, run_module, tampered, work_dir, mode):
         create_source(source, dbname, "CREATE TABLE keyed (id int PRIMARY KEY); CREATE TABLE nocols ();\n"
                                       "INSERT INTO nocols SELECT FROM generate_series(1, 3)")
         create_database(target, dbname + "_ok")
@@ -184,43 +179,38 @@ class TestEveryTable:
         succeeded(ok, "migrated")
         assert {"table": "nocols", "schema": "public", "source_rows": 3, "target_rows": 3} \
             .items() <= [t for t in ok["tables"] if t["table"] == "nocols"][0].items()
-        tamper_on(target, dbname, "ALTER TABLE", "INSERT INTO public.nocols SELECT WHERE NOT EXISTS"
-                  " (SELECT FROM public.nocols OFFSET 3)", when="to_regclass('public.keyed_pkey') IS NOT NULL")
-        result = run_module(module_args(source, target, dbname, work_dir, verify=mode, jobs=1))
+        create_database(target, dbname)
+        result = tampered(module_args(source, target, dbname, work_dir, verify=mode), target,
+                          "INSERT INTO public.nocols DEFAULT VALUES")
         verification_failed(result, "public.nocols differs: 3 rows on the source, 4 on the target")
-        untamper(target, dbname)
 
 
 LARGE_OBJECTS = """
 SELECT lo_from_bytea(4711, 'content of a large object');
 ALTER LARGE OBJECT 4711 OWNER TO "{owner}";
 GRANT SELECT ON LARGE OBJECT 4711 TO "{reader}";
-COMMENT ON LARGE OBJECT 4711 IS 'a report';
-CREATE TABLE t (id int PRIMARY KEY);
-CREATE MATERIALIZED VIEW last_step AS SELECT 1 AS one
+COMMENT ON LARGE OBJECT 4711 IS 'a report'
 """
 
 
 class TestLargeObjects:
     @pytest.mark.parametrize("data_path", ["stream", "directory"])
     @pytest.mark.parametrize("what, statement", [
-        ("content", "PERFORM lo_put(4711, 0, 'C')"),
+        ("content", "SELECT lo_put(4711, 0, 'C')"),
         ("owner", "ALTER LARGE OBJECT 4711 OWNER TO CURRENT_USER"),
         ("grants", 'REVOKE SELECT ON LARGE OBJECT 4711 FROM "{reader}"'),
         ("comment", "COMMENT ON LARGE OBJECT 4711 IS 'another report'"),
     ])
-    def test_content_owner_and_grants_are_compared(self, source, target, dbname, run_module, work_dir, data_path,
-                                                   what, statement):
+    def test_content_owner_and_grants_are_compared(self, source, target, dbname, run_module, tampered, work_dir,
+                                                   data_path, what, statement):
         names = {"reader": dbname + "_reader", "owner": dbname + "_owner"}
         for server in (source, target):
             execute(server, "postgres", 'CREATE ROLE "{reader}"; CREATE ROLE "{owner}"'.format(**names))
         create_source(source, dbname, LARGE_OBJECTS.format(**names))
-        # The materialized view's REFRESH is the last step of every restore, after the grants.
-        tamper_on(target, dbname, "REFRESH MATERIALIZED VIEW", statement.format(**names))
-        result = run_module(module_args(source, target, dbname, work_dir, data_path=data_path, verify="checksums",
-                                        jobs=1))
-        verification_failed(result, "large object 4711", what)
-        untamper(target, dbname)
+        create_database(target, dbname)
+        result = tampered(module_args(source, target, dbname, work_dir, data_path=data_path, verify="checksums"),
+                          target, statement.format(**names))
+        verification_failed(result, "large object 4711: %s differs" % what)
         succeeded(run_module(module_args(source, target, dbname, work_dir, data_path=data_path,
                                          verify="checksums")), "resumed")
         assert_equal(source, target, dbname)
