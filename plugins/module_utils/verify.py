@@ -390,8 +390,8 @@ def refresh_query(target, relation, mode):
     """What REFRESH would put into a materialized view on the target: its query, counted or hashed."""
     definition = target.query("SELECT pg_get_viewdef(%s::regclass)", (relation.qualified,),
                               what="the definition of " + relation.qualified)[0][0]
-    subquery = sql.SQL("({}) AS t({})").format(sql.SQL(definition.strip().rstrip(";")),
-                                                sql.SQL(", ").join(sql.Identifier(c) for c in relation.columns))
+    columns = sql.SQL(", ").join(sql.Identifier(c) for c in relation.columns)
+    subquery = sql.SQL("({}) AS t({})").format(sql.SQL(definition.strip().rstrip(";")), columns)
     return content_query(subquery, relation.columns, relation.base_types, mode)
 
 

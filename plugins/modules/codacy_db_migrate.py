@@ -84,7 +84,7 @@ options:
         they are populated, sequences, indexes and their validity, constraints and whether they are
         validated, triggers, rules, policies, functions, types, schemas, extensions); the columns of
         every table; the owner, grants and comment of every large object; and sequence values.
-      - What C(pg_dump) does not carry by design is judged by its rule and named in a warning: an invalid
+      - What C(pg_dump) does not carry by design is judged by its rule and named in a warning. An invalid
         index is not dumped; a stale materialized view arrives refreshed (the target must hold what its
         query gives); an inheritance child gets its parent's column order; constraints PostgreSQL clones
         for partitions are named anew.

@@ -207,7 +207,7 @@ def _large_objects(cur):
                      FROM aclexplode(coalesce(lomacl, acldefault('L', lomowner))) a ORDER BY 1),
                obj_description(oid, 'pg_largeobject')
         FROM pg_largeobject_metadata ORDER BY oid""")
-    return {"count": len(rows), "md5": {oid: digest for oid, digest, *_ in rows},
+    return {"count": len(rows), "md5": {row[0]: row[1] for row in rows},
             "metadata": {oid: {"owner": owner, "grants": grants, "comment": comment}
                          for oid, _digest, owner, grants, comment in rows}}
 
