@@ -15,6 +15,7 @@ clone() copies the cached data directory into a fresh server for a test. A missi
 failed step is an error, never a skip.
 """
 
+import fcntl
 import glob
 import json
 import os
@@ -97,7 +98,15 @@ def cached():
 
 def ensure(progress=print):
     """Build the regression database unless build/regress/ has it for the installed major;
-    return the build's description (major, version, seconds, datadir, ...)."""
+    return the build's description (major, version, seconds, datadir, ...). Test runs that start
+    at once build it once: the first builds, the others wait for it."""
+    os.makedirs(os.path.dirname(CACHE), exist_ok=True)
+    with open(CACHE + ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _ensure(progress)
+
+
+def _ensure(progress):
     bindir = find_bindir()
     version = server_version(bindir)
     major = int(version.split(".")[0])
