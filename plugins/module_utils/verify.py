@@ -12,10 +12,12 @@ views, sequences, foreign tables, indexes (and their validity), constraints (and
 are validated), triggers, rules, policies, functions, types, schemas and extensions; the
 columns of every table; large objects (owner, grants, comment); sequence values.
 
-Two things pg_dump does by design are judged by its rule rather than reported as differences:
-an invalid index (a failed CREATE INDEX CONCURRENTLY) is not dumped, which is a warning naming
-it; a materialized view is restored by REFRESH, so when the source's content is stale the
-target must hold what its query gives, which is a warning too.
+What pg_dump does not carry by design is judged by its rule and named in a warning rather than
+reported as a difference: an invalid index (a failed CREATE INDEX CONCURRENTLY) is not dumped; a
+materialized view is restored by REFRESH, so when the source's content is stale the target must
+hold what its query gives; an inheritance child gets its parent's column order (rows are compared
+by column name); the constraints PostgreSQL clones for partitions are made, and named, anew.
+Reading errors are ReadError: which side, and what was being read.
 """
 
 from __future__ import absolute_import, division, print_function
