@@ -103,7 +103,8 @@ def verifying(server, dbname):
     """True once verification hashes public.bulk on `server`."""
     try:
         return execute(server, dbname, "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-                                       " AND query LIKE '%%md5%%FROM ONLY \"public\".\"bulk\"%%'")[0][0] > 0
+                                       " AND query LIKE '%%md5%%FROM ONLY \"public\".\"bulk\"%%'"
+                                       " AND pid <> pg_backend_pid()")[0][0] > 0
     except Exception:  # the server may be between states
         return False
 
