@@ -100,11 +100,12 @@ def test_target_stops_during_the_restore(source, own_target, dbname, run_module,
 
 
 def verifying(server, dbname):
-    """True once verification hashes public.bulk on `server`."""
+    """True once verification hashes public.bulk in `dbname` (asked from another database, as
+    restoring() does: a session in the target database would make the migration refuse)."""
     try:
-        return execute(server, dbname, "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-                                       " AND query LIKE '%%md5%%FROM ONLY \"public\".\"bulk\"%%'"
-                                       " AND pid <> pg_backend_pid()")[0][0] > 0
+        return execute(server, "postgres", "SELECT count(*) FROM pg_stat_activity WHERE datname = %s"
+                                           " AND query LIKE '%%md5%%FROM ONLY \"public\".\"bulk\"%%'"
+                                           " AND pid <> pg_backend_pid()", (dbname,))[0][0] > 0
     except Exception:  # the server may be between states
         return False
 
