@@ -491,7 +491,14 @@ class Migration:
         run_id = self.timed("record", marker.start, self.tgt, action, self.source_identity, self.source_fp,
                             COLLECTION_VERSION)
         if self.record is not None or self.content:
-            self.timed("clear", catalog.clear, self.tgt, marker.SCHEMA)
+            # On a connection of its own, closed at once: a session reports the rows it wrote (large
+            # objects unlinked) to the statistics when it ends, which finish() waits for, so they
+            # cannot show up after the copy's fingerprint was read.
+            conn = self.target.connect(self.target_database)
+            try:
+                self.timed("clear", catalog.clear, conn, marker.SCHEMA)
+            finally:
+                conn.close()
         return run_id
 
     def copy_through_directory(self, action, env, snapshot_id, tables):
@@ -614,9 +621,10 @@ class Migration:
                           " AND pid <> pg_backend_pid() AND application_name = 'codacy_db_migrate'")[0][0]:
             time.sleep(0.2)
         target_fp = fingerprint.read(self.tgt, marker.SCHEMA)
-        # What a later run compares the target's rows with when its counters cannot tell.
+        # What a later run compares the target's rows with when its counters cannot tell (an
+        # unpopulated materialized view has no rows; refreshing it changes the definitions).
         target_fp["rows"] = None if self.params["verify"] == "none" else \
-            [[t["schema"], t["table"], t["target_rows"]] for t in self.result["tables"]]
+            [[t["schema"], t["table"], t["target_rows"]] for t in self.result["tables"] if t["target_rows"] is not None]
         marker.complete(self.tgt, run_id, target_fp, {"phases": self.phases, "dump_bytes": self.result["dump_bytes"],
                                                       "verified": self.result["verified"]})
 

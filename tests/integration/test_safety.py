@@ -82,7 +82,7 @@ def kinds_database(source, target):
         if kind.setup:
             execute(source, name, kind.setup)
     create_database(target, name)
-    args = module_args(source, target, name, work_dir, verify="checksums", data_path="directory")
+    args = module_args(source, target, name, work_dir, verify="checksums")
     succeeded(run_in_process(args), "migrated")
     yield name, args
     shutil.rmtree(work_dir, ignore_errors=True)
