@@ -65,8 +65,10 @@ def jobs_of(started):
         if not entry.get("ansible_job_id"):
             raise AnsibleActionFail("codacy_db_wait: %s was not started in the background (async with poll: 0): %s"
                                     % (item.get("name"), entry.get("msg", "no ansible_job_id")))
+        # results_file: where the job's async_wrapper writes its result (it expands the async
+        # directory with the job's HOME, which may not be the user's home directory).
         jobs.append({"name": str(item.get("name")), "jid": entry["ansible_job_id"],
-                     "progress_file": item.get("progress_file")})
+                     "results_file": entry.get("results_file"), "progress_file": item.get("progress_file")})
     return jobs
 
 
@@ -98,7 +100,8 @@ class ActionModule(ActionBase):
         except ValueError:  # not the main thread: the heartbeat's timeout still ends the jobs
             display.vvv("codacy_db_wait: cannot handle signals here; the heartbeat's timeout ends the jobs")
             previous = {}
-        async_dir = self._remote_expand_user(self.get_shell_option("async_dir", default="~/.ansible_async"))
+        # Not expanded here: `~` means the jobs' $HOME, which the module expands like async_wrapper does.
+        async_dir = self.get_shell_option("async_dir", default="~/.ansible_async")
         self._wait_args = {"started": {"results": []}, "interval": interval, "timeout": timeout, "_async_dir": async_dir}
         try:
             self._wait(jobs, finished, task_vars, interval, timeout)

@@ -44,8 +44,10 @@ options:
     elements: dict
     required: true
   _async_dir:
-    description: Internal, set by the action plugin (where background jobs keep their results). Do not set it.
-    type: path
+    description:
+      - Internal, set by the action plugin (the async directory as configured; a job's result is read from the
+        C(results_file) it returned when started, else from here). Do not set it.
+    type: str
     required: true
 attributes:
   action:
@@ -117,20 +119,48 @@ def alive(pid):
         return False
 
 
-def job_state(job, async_dir):
+def running_jobs(jids):
+    """The job ids among `jids` that still have a process: Ansible's async_wrapper (its
+    supervisor and the process that runs the module) carries the job id, without the `.<pid>`
+    it appends, in its command line from the job's start until the result is written. None
+    where /proc cannot tell."""
+    if not os.path.isdir("/proc/self"):
+        return None
+    wanted = dict((jid.rsplit(".", 1)[0].encode(), jid) for jid in jids)
+    found = set()
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % pid, "rb") as handle:
+                argv = handle.read().split(b"\0")
+        except OSError:
+            continue
+        found.update(wanted[arg] for arg in argv if arg in wanted)
+    return found
+
+
+def final_result(path):
+    data = read_json(path)
+    return data if data is not None and "started" not in data else None
+
+
+def job_state(job, results_file, running, progress):
     """One look at a background job: finished with its result, or running with its progress."""
-    results_file = os.path.join(async_dir, job["jid"])
-    data = read_json(results_file)
-    progress = read_json(job.get("progress_file") or "") or {}
-    if data is not None and "started" not in data:
-        os.unlink(results_file)  # like async_status cleanup: the result is handed over once
-        data["finished"] = True
-        return {"name": job["name"], "finished": True, "result": data}
-    if progress.get("pid") and not alive(progress["pid"]) and not progress.get("finished"):
-        return {"name": job["name"], "finished": True, "result": {
-            "failed": True, "msg": "%s: the migration process ended without a result (killed?) in phase %s; "
-                                   "the next run resumes it" % (job["name"], progress.get("phase"))}}
-    return {"name": job["name"], "finished": False, "progress": progress}
+    data = final_result(results_file)
+    if data is None and not running:
+        data = final_result(results_file)  # it writes its result before it ends: look once more
+        if data is None:
+            return {"name": job["name"], "finished": True, "result": {
+                "failed": True, "database": job["name"], "phase": progress.get("phase"),
+                "msg": "%s: the background migration ended without a result (its process is gone: killed, or the "
+                       "machine restarted?) in phase %s; the next run resumes it"
+                       % (job["name"], progress.get("phase") or "starting")}}
+    if data is None:
+        return {"name": job["name"], "finished": False, "progress": progress}
+    os.unlink(results_file)  # like async_status cleanup: the result is handed over once
+    data["finished"] = True
+    return {"name": job["name"], "finished": True, "result": data}
 
 
 def heartbeat_files(jobs):
@@ -149,6 +179,20 @@ def beat(jobs):
             pass
 
 
+def states(jobs, async_dir):
+    """The state of every job. Each result is read where its async_wrapper wrote it (the
+    `results_file` it returned when started), else where async_wrapper puts results: under
+    the async directory expanded by this process, which has the same HOME as the jobs."""
+    running = running_jobs([job["jid"] for job in jobs])
+    found = []
+    for job in jobs:
+        results_file = job.get("results_file") or os.path.join(os.path.expanduser(async_dir), job["jid"])
+        progress = read_json(job.get("progress_file") or "") or {}
+        is_running = job["jid"] in running if running is not None else alive(progress.get("pid"))
+        found.append(job_state(job, results_file, is_running, progress))
+    return found
+
+
 def main():
     module = AnsibleModule(
         argument_spec=dict(
@@ -157,7 +201,7 @@ def main():
             timeout=dict(type="int", default=0),
             # set by the action plugin: the jobs still running, and where async results are kept
             _jobs=dict(type="list", elements="dict", required=True),
-            _async_dir=dict(type="path", required=True),
+            _async_dir=dict(type="str", required=True),  # not "path": `~` is expanded like async_wrapper does
         ),
         supports_check_mode=True,
     )
@@ -166,7 +210,7 @@ def main():
     deadline = time.time() + module.params["interval"]
     while True:
         beat(module.params["_jobs"])
-        jobs = [job_state(job, module.params["_async_dir"]) for job in module.params["_jobs"]]
+        jobs = states(module.params["_jobs"], module.params["_async_dir"])
         if any(job["finished"] for job in jobs) or time.time() >= deadline:
             break
         time.sleep(0.5)

@@ -105,6 +105,21 @@ def processes(name, needle):
     return found
 
 
+def processes_with(needle):
+    """pids of running processes whose command line contains `needle` (not this one)."""
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % pid, "rb") as handle:
+                if needle.encode() in handle.read():
+                    found.append(int(pid))
+        except OSError:
+            continue
+    return found
+
+
 def holders(path):
     """pids of processes with a file or their working directory under `path` (a module still
     running there, or a child it left behind)."""

@@ -13,7 +13,8 @@ import pytest
 
 from tests.integration.conftest import PASSWORD, module_args, succeeded
 from tests.integration.features import (
-    add_bulk, create_database, create_feature_database, execute, holders, processes, restoring, wait_for)
+    add_bulk, create_database, create_feature_database, execute, holders, processes, processes_with, restoring,
+    wait_for)
 from tests.support.compare import compare, diff, snapshot
 from tests.support.pgserver import PgServer
 from tests.support.proxy import StallingProxy
@@ -263,3 +264,26 @@ def test_target_crash_after_the_copy_is_no_change(source, own_target, dbname, ru
     refused = run_module(module_args(source, own_target, dbname, work_dir))
     assert refused["failed"] and refused["action"] == "refused", refused.get("msg")
     assert "changed since this module copied it" in refused["msg"]
+
+
+def test_background_job_killed_without_a_result(source, target, tmp_path):
+    """A background migration whose every process is killed (kill -9, the OOM killer) writes no
+    result: the role's wait ends with a failure naming it, never waits forever."""
+    from tests.integration.test_role import Play
+    create_feature_database(source, "metrics")
+    add_bulk(source, "metrics")
+    play = Play(tmp_path, source, target)
+    proc = play.popen(db_migration_databases=["metrics"])
+    wait_for(lambda: restoring(target, "metrics"), timeout=300, what="the restore to start")
+    started = time.time()
+    for pid in processes_with("AnsiballZ_codacy_db_migrate"):
+        os.kill(pid, signal.SIGKILL)
+    out, _err = proc.communicate(timeout=120)
+    assert time.time() - started < 60, "the wait took %d s to notice" % (time.time() - started)
+    assert proc.returncode != 0
+    assert "metrics: the background migration ended without a result (its process is gone" in out, out[-3000:]
+    wait_for(lambda: not processes("pg_restore", "dbname=metrics"), timeout=30, what="pg_restore to end")
+    again = play(db_migration_databases=["metrics"])
+    assert again.returncode == 0, again.output
+    assert play.report_json()["databases"][0]["action"] == "resumed"
+    assert compare(source.params(), "metrics", target.params(), "metrics") == []

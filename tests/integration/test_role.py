@@ -2,6 +2,7 @@
 
 import json
 import os
+import pwd
 import re
 import subprocess
 import sys
@@ -48,13 +49,21 @@ class Play:
         write_private(self.inventory, json.dumps({"all": {"hosts": {"localhost": {
             "ansible_connection": "local", "ansible_python_interpreter": sys.executable}}}}))
 
-    def __call__(self, playbook=PLAYBOOK, *args, **overrides):
+    def argv(self, playbook, args, overrides):
         variables = dict(self.vars, **overrides)
         vars_file = str(self.dir / "vars.json")
         write_private(vars_file, json.dumps(variables))
-        proc = subprocess.run([os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", self.inventory,
-                               "-e", "@" + vars_file, playbook] + list(args), env=ansible_env(), capture_output=True,
-                              text=True, timeout=900, cwd=str(self.dir), check=False)
+        return [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", self.inventory,
+                "-e", "@" + vars_file, playbook] + list(args)
+
+    def popen(self, playbook=PLAYBOOK, *args, env=None, **overrides):
+        """Start ansible-playbook (stdout and stderr together, as text) and return the process."""
+        return subprocess.Popen(self.argv(playbook, args, overrides), env=ansible_env(env), stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, cwd=str(self.dir))
+
+    def __call__(self, playbook=PLAYBOOK, *args, env=None, timeout=900, **overrides):
+        proc = subprocess.run(self.argv(playbook, args, overrides), env=ansible_env(env), capture_output=True,
+                              text=True, timeout=timeout, cwd=str(self.dir), check=False)
         proc.output = proc.stdout + proc.stderr
         recap = re.search(r"localhost\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", proc.stdout)
         proc.changed = int(recap.group(2)) if recap else None
@@ -217,3 +226,17 @@ def test_role_included_from_another_playbook(six, play, tmp_path):
     assert databases(target) == {"postgres", "accounts", "codacy_jobs"}
     assert compare(source.params(), "jobs", target.params(), "codacy_jobs") == []
     assert compare(source.params(), "accounts", target.params(), "accounts") == []
+
+
+def test_home_other_than_the_users_home_directory(six, play, tmp_path):
+    """Under sudo -E, CI runners or AWX, HOME is not the home directory of the password database:
+    the background jobs write their results under $HOME, and the wait must find them there."""
+    source, target = six
+    home = tmp_path / "elsewhere"
+    home.mkdir()
+    assert str(home) != os.path.expanduser("~" + pwd.getpwuid(os.getuid()).pw_name)
+    result = play(env={"HOME": str(home)}, timeout=300, db_migration_databases=["accounts", "jobs"])
+    assert result.returncode == 0, result.output
+    assert {d["name"]: d["action"] for d in play.report_json()["databases"]} == {"accounts": "migrated",
+                                                                                 "jobs": "migrated"}
+    assert os.listdir(str(home / ".ansible_async")) == [], "results files were left behind"
