@@ -12,6 +12,8 @@ __metaclass__ = type
 
 import time
 
+from ansible_collections.codacy.selfhosted.plugins.module_utils.connection import endpoint_problems
+
 COPYING_ACTIONS = ("migrated", "refreshed", "resumed")
 
 
@@ -20,10 +22,27 @@ def migration_jobs(plan, run_dir):
     return [dict(entry, progress_file="%s/progress-%s.json" % (run_dir, entry["position"])) for entry in plan]
 
 
+def migration_variable_problems(variables):
+    """What is wrong with the role's variables that its modules cannot tell in the user's words:
+    the servers' keys (a module's argument spec would name its own option, and the role's argument
+    spec would print itself whole), and the role-only numbers. One sentence per problem."""
+    problems = []
+    for name in ("db_migration_source", "db_migration_target"):
+        problems.extend(endpoint_problems(variables[name], name))
+    for name, unit in (("db_migration_progress_interval", "second"), ("db_migration_async_limit", "second")):
+        if int(variables[name]) < 1:
+            problems.append("%s must be at least 1 %s (got %s)" % (name, unit, variables[name]))
+    return problems
+
+
 def _verified(result):
+    """The verification figures of a migration that ran, or of the copy that an unchanged database keeps."""
     verified = result.get("verified") or {}
-    return {"mode": verified.get("mode"), "tables": verified.get("tables", 0), "rows": verified.get("rows", 0),
-            "equal": verified.get("equal")}
+    figures = {"mode": verified.get("mode"), "tables": verified.get("tables", 0), "rows": verified.get("rows", 0),
+               "equal": verified.get("equal")}
+    if verified.get("copied_at"):
+        figures["copied_at"] = verified["copied_at"]
+    return figures
 
 
 def migration_report(plan, results=None):
@@ -50,7 +69,7 @@ def migration_report(plan, results=None):
             "reasons": (result.get("reasons") if ran else entry.get("reasons")) or [],
             "dump_bytes": result.get("dump_bytes", 0),
             "phases": result.get("phases", {}),
-            "verified": _verified(result),
+            "verified": _verified(result if ran else entry),
         }
         if failed:
             item["phase"] = result.get("phase")
@@ -103,36 +122,78 @@ def migration_servers(preflight, source, target):
     return "%s -> %s; pg_dump %s" % (side("source", source), side("target", target), versions.get("client", "?"))
 
 
-COLUMNS = ("database", "action", "size", "dump", "restore", "verify", "analyze", "total s", "tables", "rows")
+# How the plan says what will happen (and check mode, what would).
+PLANNED = {"migrated": "migrate", "refreshed": "refresh", "resumed": "resume"}
 
 
-def migration_table(entries):
-    """Fixed-width lines for the play output, from plan entries or report entries."""
-    rows = []
+def _planned(action, would):
+    if action in PLANNED:
+        return "%s %s" % ("would" if would else "will", PLANNED[action])
+    return action or "-"
+
+
+def _why(entry):
+    if entry.get("failed"):
+        return entry.get("message") or "failed"
+    return "; ".join(str(reason) for reason in entry.get("reasons") or [])
+
+
+def _columns(rows):
+    """Fixed-width lines: a header, a rule, the rows (the last column is not padded)."""
+    widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
+    return lines[:1] + ["-" * max(len(line) for line in lines[:1])] + lines[1:]
+
+
+def _name(entry):
+    return entry["name"] if entry["name"] == entry.get("target_name", entry["name"]) else \
+        "%s -> %s" % (entry["name"], entry["target_name"])
+
+
+def migration_table(entries, mode="report"):
+    """Fixed-width lines for the play output: the report (`report`), or the plan as it will be
+    carried out (`plan`) or, in check mode, would be (`check`). Every line says why."""
+    if mode in ("plan", "check"):
+        rows = [("database", "action", "size", "why")]
+        rows += [(_name(e), _planned(e.get("action"), mode == "check"), _size(e.get("size", e.get("source_bytes"))),
+                  _why(e)) for e in entries]
+        return _columns(rows)
+    rows = [("database", "action", "size", "dump", "restore", "verify", "analyze", "total s", "tables", "rows", "why")]
     for entry in entries:
         phases = entry.get("phases") or {}
         verified = entry.get("verified") or {}
-        action = entry.get("action") or "-"
         if verified.get("equal") is None:
             verified = {}
-        if entry.get("failed"):
-            action = "FAILED (%s)" % entry.get("phase")
-        name = entry["name"] if entry["name"] == entry.get("target_name", entry["name"]) else \
-            "%s -> %s" % (entry["name"], entry["target_name"])
-        rows.append((name, action, _size(entry.get("source_bytes", entry.get("size"))),
+        action = "FAILED (%s)" % entry.get("phase") if entry.get("failed") else entry.get("action") or "-"
+        rows.append((_name(entry), action, _size(entry.get("source_bytes", entry.get("size"))),
                      _seconds(phases, "dump"), _seconds(phases, "restore"), _seconds(phases, "verify"),
                      _seconds(phases, "analyze"), _seconds(phases, "total"),
-                     str(verified.get("tables", "-")), str(verified.get("rows", "-"))))
-    widths = [max(len(str(row[i])) for row in [COLUMNS] + rows) for i in range(len(COLUMNS))]
-    lines = ["  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip()
-             for row in [COLUMNS] + rows]
-    return lines[:1] + ["-" * len(lines[0])] + lines[1:]
+                     str(verified.get("tables", "-")), str(verified.get("rows", "-")), _why(entry)))
+    return _columns(rows)
+
+
+def migration_plan(preflight, source, target, check_mode=False):
+    """The plan as printed before anything is written: both servers, which databases and why
+    those, and per database what will (in check mode: would) happen and why."""
+    lines = [migration_servers(preflight, source, target)]
+    codacy = preflight.get("codacy_databases")
+    if codacy:
+        lines.append("databases: Codacy's that the source has: %s%s" % (
+            ", ".join(codacy["found"]) or "none",
+            " (it has no %s)" % ", ".join(codacy["missing"]) if codacy["missing"] else ""))
+    else:
+        lines.append("databases: as listed in db_migration_databases")
+    if preflight.get("unlisted"):
+        lines.append("not migrated (on the source, not listed): %s" % ", ".join(preflight["unlisted"]))
+    return lines + migration_table(preflight.get("databases") or [], "check" if check_mode else "plan")
 
 
 class FilterModule(object):
     def filters(self):
         return {
             "migration_jobs": migration_jobs,
+            "migration_plan": migration_plan,
+            "migration_variable_problems": migration_variable_problems,
             "migration_servers": migration_servers,
             "migration_report": migration_report,
             "migration_table": migration_table,

@@ -26,7 +26,7 @@ import time
 from ansible_collections.codacy.selfhosted.plugins.module_utils import (
     catalog, dbprops, fingerprint, guard, marker, pgtools, progress, verify)
 from ansible_collections.codacy.selfhosted.plugins.module_utils.connection import (
-    ConnectionProblem, Endpoint, child_environment, write_passfile)
+    ConnectionProblem, Endpoint, child_environment, endpoint_problems, write_passfile)
 from ansible_collections.codacy.selfhosted.plugins.module_utils.version import COLLECTION_VERSION
 
 
@@ -39,51 +39,49 @@ class Failure(Exception):
         self.action = action
 
 
-def validate(params, probe_write=True):
-    """Problems with the options, as sentences naming the option, the value and what to do."""
+def validate(params, probe_write=True, name=None):
+    """Problems with the options, as sentences naming the option, the value and what to do.
+
+    Options that `params` lacks are not checked (the preflight has no `database`). `name` turns an
+    option's name into the one the user wrote (the role's `db_migration_jobs` for `jobs`)."""
+    name = name or (lambda option: option)
     problems = []
     for option in ("database", "target_database"):
-        value = params[option]
+        value = params.get(option)
         if value is not None and (value == "" or "\x00" in value):
-            problems.append("%s must be a non-empty database name without NUL characters (got %r)" % (option, value))
+            problems.append("%s must be a non-empty database name without NUL characters (got %r)" % (name(option), value))
     for side in ("source", "target"):
         endpoint = params[side]
-        if not 1 <= endpoint["port"] <= 65535:
-            problems.append("%s.port must be between 1 and 65535 (got %d)" % (side, endpoint["port"]))
-        for key in ("host", "user"):
-            if not endpoint[key] or "\x00" in endpoint[key]:
-                problems.append("%s.%s must not be empty (got %r)" % (side, key, endpoint[key]))
-        if endpoint["sslrootcert"] and not os.path.isfile(endpoint["sslrootcert"]):
+        problems.extend(endpoint_problems(endpoint, name(side)))
+        if endpoint.get("sslrootcert") and not os.path.isfile(endpoint["sslrootcert"]):
             problems.append("%s.sslrootcert %s is not a readable file: give the path of the CA bundle"
-                            % (side, endpoint["sslrootcert"]))
-        if endpoint["password"] is not None and "\x00" in endpoint["password"]:
-            problems.append("%s.password must not contain NUL characters" % side)
+                            % (name(side), endpoint["sslrootcert"]))
     if params["jobs"] < 1 or params["jobs"] > 64:
-        problems.append("jobs must be between 1 and 64 (got %d): use about the number of CPU cores of the "
-                        "servers, e.g. 2 or 4" % params["jobs"])
+        problems.append("%s must be between 1 and 64 (got %d): use about the number of CPU cores of the "
+                        "servers, e.g. 2 or 4" % (name("jobs"), params["jobs"]))
     for option in ("connect_timeout", "timeout"):
-        if params[option] < 0:
-            problems.append("%s must be 0 or more seconds (got %d)" % (option, params[option]))
+        if params.get(option, 0) < 0:
+            problems.append("%s must be 0 or more seconds (got %d)" % (name(option), params[option]))
     queue = params.get("queue")
     if queue and (queue["slots"] < 1 or queue["position"] < 0):
         problems.append("queue.slots must be at least 1 and queue.position 0 or more (got %d and %d)"
                         % (queue["slots"], queue["position"]))
     for schema in params["schemas"]:
         if not schema or "\x00" in schema:
-            problems.append("schemas must hold non-empty schema names (got %r)" % (schema,))
-    problem = work_dir_problem(params["work_dir"], probe_write)
+            problems.append("%s must hold non-empty schema names (got %r)" % (name("schemas"), schema))
+    problem = work_dir_problem(params["work_dir"], probe_write, name("work_dir"))
     if problem:
         problems.append(problem)
     return problems
 
 
-def work_dir_problem(work_dir, probe_write=True):
+def work_dir_problem(work_dir, probe_write=True, option="work_dir"):
     """A sentence when work_dir cannot hold dumps, else None. With probe_write it is proven
     writable by making and removing a directory in it (permission bits do not tell for root,
     read-only mounts or immutable directories)."""
     if not os.path.isdir(work_dir):
-        return ("work_dir %s %s: create it, or choose a directory with room for the dump"
-                % (work_dir, "is not a directory" if os.path.exists(work_dir) else "does not exist"))
+        return ("%s %s %s: create it, or choose a directory with room for the dump"
+                % (option, work_dir, "is not a directory" if os.path.exists(work_dir) else "does not exist"))
     if probe_write:
         try:
             os.rmdir(tempfile.mkdtemp(prefix=".codacy_db_migrate-probe-", dir=work_dir))
@@ -92,7 +90,7 @@ def work_dir_problem(work_dir, probe_write=True):
             pass
     elif os.access(work_dir, os.W_OK | os.X_OK):
         return None
-    return "work_dir %s is not writable by this user: choose a writable directory" % work_dir
+    return "%s %s is not writable by this user: choose a writable directory" % (option, work_dir)
 
 
 def same_database(source_info, target_info, source, target, database, target_database):
@@ -590,6 +588,10 @@ class Migration:
             if action == "refused":
                 raise Failure("inspect", reasons[0], action)
             self.result["changed"] = action != "unchanged"
+            if action == "unchanged":
+                # What the copy was verified with when it was made (tables and rows), for the report.
+                self.result["verified"].update(((self.record.get("details") or {}).get("verified") or {}),
+                                               copied_at=self.record["finished_at"])
             if action == "unchanged" or self.check_mode:
                 return self.result
             with self.make_guard():

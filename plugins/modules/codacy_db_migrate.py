@@ -259,7 +259,7 @@ reasons:
   returned: always
   type: list
   elements: str
-  sample: ["rows written in public.issue"]
+  sample: ["source: write activity in public.issue"]
 phase:
   description: The phase in which the run failed (C(validate), C(connect), C(inspect), C(dump), C(restore),
     C(properties), C(verify), C(analyze), C(record)).
@@ -294,7 +294,9 @@ tables:
   elements: dict
   sample: [{schema: public, table: issue, source_rows: 1200, target_rows: 1200, equal: true}]
 verified:
-  description: Totals of the verification.
+  description:
+    - Totals of the verification.
+    - When RV(action=unchanged), those of the copy that is still current, made at C(copied_at).
   returned: always
   type: dict
   sample: {mode: counts, tables: 42, rows: 1234567, equal: true}

@@ -34,6 +34,9 @@ def six(servers):
     return servers
 
 
+UNSET = object()  # a variable override that removes the variable
+
+
 class Play:
     """ansible-playbook with vars in a 0600 file and localhost running the migration."""
 
@@ -50,7 +53,7 @@ class Play:
             "ansible_connection": "local", "ansible_python_interpreter": sys.executable}}}}))
 
     def argv(self, playbook, args, overrides):
-        variables = dict(self.vars, **overrides)
+        variables = dict((k, v) for k, v in dict(self.vars, **overrides).items() if v is not UNSET)
         vars_file = str(self.dir / "vars.json")
         write_private(vars_file, json.dumps(variables))
         return [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", self.inventory,
@@ -94,19 +97,36 @@ def test_full_run_then_idempotent_rerun(six, play):
     first = play()
     assert first.returncode == 0, first.output
     assert_all_equal(source, target)
-    report = play.report_json()
+    report = first_report = play.report_json()
     assert [d["action"] for d in report["databases"]] == ["migrated"] * 6
     assert all(d["verified"]["equal"] for d in report["databases"])
     assert oct(os.stat(play.report).st_mode & 0o777) == "0o600"
     assert PASSWORD not in open(play.report).read()
-    # Progress and the table are in the play output.
+    # The plan says what will happen and why, and which databases; progress and the table follow.
+    assert "databases: Codacy's that the source has: accounts, analysis, filestore, jobs, metrics, results " \
+           "(it has no listener, crow)" in first.stdout
+    assert re.search(r"results\s+will migrate\s+\S+ \w?B\s+the target database will be created", first.stdout)
     assert re.search(r"\[localhost\] results: migrated", first.stdout)
-    assert re.search(r"results\s+migrated\s+\S+ \w?B", first.stdout)
+    assert re.search(r"results\s+migrated\s+\S+ \w?B .* \d+\s+\d+\s+the target database is empty", first.stdout)
 
     second = play()
     assert second.returncode == 0, second.output
     assert second.changed == 0, second.stdout
-    assert [d["action"] for d in play.report_json()["databases"]] == ["unchanged"] * 6
+    report = play.report_json()
+    assert [d["action"] for d in report["databases"]] == ["unchanged"] * 6
+    # An unchanged database shows the verified figures of the copy it keeps, and why nothing ran.
+    for entry, copied in zip(report["databases"], first_report["databases"]):
+        assert entry["verified"]["rows"] == copied["verified"]["rows"] > 0 and entry["verified"]["equal"], entry
+    rows = dict((d["name"], d["verified"]["rows"]) for d in report["databases"])
+    assert re.search(r"results\s+unchanged\s+.*\s%d\s+the source is unchanged since the copy of " % rows["results"],
+                     second.stdout), second.stdout
+
+    # A change on the source: the plan and the table say which database is refreshed, and why.
+    source.execute("UPDATE job SET attempts = attempts + 1 WHERE id = (SELECT min(id) FROM job)", dbname="jobs")
+    third = play()
+    assert third.returncode == 0, third.output
+    assert re.search(r"jobs\s+will refresh\s+\S+ \w?B\s+source: write activity in public.job", third.stdout)
+    assert re.search(r"jobs\s+refreshed\s+.*source: write activity in public.job", third.stdout)
 
 
 def test_target_user_without_admin_rights_is_refused(six, play):
@@ -150,7 +170,8 @@ def test_missing_source_database_fails_before_writing(six, play):
     before = databases(target)
     result = play(db_migration_databases=SIX + ["nosuchdb"])
     assert result.returncode != 0
-    assert "databases nosuchdb do not exist on the source 127.0.0.1:%d" % source.port in result.stdout
+    assert "database nosuchdb does not exist on the source 127.0.0.1:%d (it has: " % source.port in result.stdout
+    assert "fix db_migration_databases" in result.stdout
     assert databases(target) == before
 
 
@@ -188,7 +209,9 @@ def test_check_mode_reports_and_writes_nothing(six, play):
     result = play(PLAYBOOK, "--check")
     assert result.returncode == 0, result.output
     for name in SIX:
-        assert re.search(r"%s\s+migrated" % name, result.stdout)
+        assert re.search(r"%s\s+would migrate\s+\S+ \w?B\s+the target database will be created" % name, result.stdout)
+    assert "will migrate" not in result.stdout, result.stdout
+    assert re.search(r"Show what happened to each database\] \*+\nskipping: \[localhost\]", result.stdout)
     assert databases(target) == {"postgres"}
     assert not os.path.exists(play.report)
     assert os.listdir(str(play.work_dir)) == []
