@@ -158,10 +158,10 @@ class Guard:
             try:
                 age = time.time() - os.stat(self.heartbeat_file).st_mtime
             except OSError:
-                age = None
-            if age is None or age > self.heartbeat_timeout:
+                return "the run that started this background migration was interrupted (it removed its heartbeat)"
+            if age > self.heartbeat_timeout:
                 return ("the controller stopped waiting for this background migration (no heartbeat for %d s: "
-                        "ansible-playbook interrupted?)" % self.heartbeat_timeout)
+                        "ansible-playbook killed?)" % age)
         if self.deadline and time.time() > self.deadline:
             return "the migration did not finish within its time limit of %d s (timeout)" % self.time_limit
         return None

@@ -27,6 +27,7 @@ from ansible_collections.codacy.selfhosted.plugins.module_utils import (
     catalog, dbprops, fingerprint, guard, marker, pgtools, progress, verify)
 from ansible_collections.codacy.selfhosted.plugins.module_utils.connection import (
     ConnectionProblem, Endpoint, child_environment, endpoint_problems, write_passfile)
+from ansible_collections.codacy.selfhosted.plugins.module_utils.progress import dir_size
 from ansible_collections.codacy.selfhosted.plugins.module_utils.version import COLLECTION_VERSION
 
 
@@ -223,17 +224,6 @@ def creates_existing_schema(toc_line, existing):
     return bool(match) and any(match.group(1).startswith(name + " ") for name in existing)
 
 
-def dir_size(path):
-    total = 0
-    for root, _dirs, files in os.walk(path):
-        for name in files:
-            try:
-                total += os.path.getsize(os.path.join(root, name))
-            except OSError:
-                pass
-    return total
-
-
 def pattern(name):
     """An exact-name pattern for pg_dump --schema (its patterns fold case and treat * ? as wildcards)."""
     return '"%s"' % name.replace('"', '""')
@@ -271,6 +261,7 @@ class Migration:
     # -- helpers ---------------------------------------------------------------------------------
     def timed(self, phase, func, *args):
         self.phase = phase
+        self.progress.update(phase=phase)
         started = time.time()
         try:
             return func(*args)
@@ -405,15 +396,12 @@ class Migration:
                     for argv in (first, second) if argv]
         self.commands.append(" | ".join(" ".join(shlex.quote(a) for a in argv) for argv, _log in commands))
         log_path = commands[-1][1]
-        self.progress.update(phase=phase, total=total, done=0 if total else None)
-
-        def on_poll():
-            fields = {"done": progress.count_lines(log_path, done_pattern)} if done_pattern else {}
-            if phase == "dump":
-                fields["bytes"] = dir_size(self.private_dir)
-            self.progress.update(**fields)
-
-        returncodes, _seconds = self.timed(phase, self.guard.run_pipeline, commands, env, on_poll)
+        self.progress.update(phase=phase, **({"tables_total": total} if total else {}))
+        self.meter.follow(log_path, done_pattern)
+        dump_dir = self.private_dir if phase == "dump" and self.params["data_path"] == "directory" else None
+        returncodes, _seconds = self.timed(phase, self.guard.run_pipeline, commands, env,
+                                           lambda: self.meter.poll(dump_dir=dump_dir))
+        self.meter.poll(force=True, dump_dir=dump_dir)
         failed = [(argv, log, code) for (argv, log), code in zip(commands, returncodes) if code != 0]
         if not failed:
             return
@@ -446,6 +434,9 @@ class Migration:
             snapshot_id = cur.fetchone()[0]
         tables = len(catalog.fetchall(snap, verify.TABLES_SQL, {"skip": marker.SCHEMA,
                                                                 "schemas": self.schemas or None}))
+        self.meter = progress.Meter(self.progress, self.tgt, self.target_info["major"], marker.SCHEMA,
+                                    self.source_db["size"])
+        self.meter.totals(**progress.source_totals(snap, marker.SCHEMA, self.schemas))
         if self.params["data_path"] == "directory":
             run_id = self.copy_through_directory(action, env, snapshot_id, tables)
         else:
