@@ -225,7 +225,7 @@ class ActionModule(ActionBase):
         migrate = dict((k, v) for k, v in (args.get("migrate") or {}).items() if v is not None)
         slots = int(args.get("slots", 1))
         heartbeat_timeout = max(60, self.interval * 6)
-        prepared = self._call(_mode="prepare", _run_dir=run_dir.path)
+        prepared = self._call(_mode="prepare", _run_dirs=[run_dir.path])
         if prepared.get("waited"):
             self.say("the migrations of an interrupted run ended first: %s" % ", ".join(prepared["waited"]))
         self.jobs = [{"name": entry["name"], "target_name": entry.get("target_name") or entry["name"],
@@ -271,8 +271,7 @@ class ActionModule(ActionBase):
         """One look at the pending jobs (the module answers after `interval` s, or at once when one
         finished); returns the host's clock."""
         pending = [job for job in self.jobs if job["name"] not in self.done and job.get("launched", True)]
-        state = self._call(_jobs=[dict((k, job.get(k)) for k in ("name", "jid", "results_file", "progress_file"))
-                                  for job in pending], interval=interval)
+        state = self._call(_jobs=[self._job_args(job) for job in pending], interval=interval)
         for job, seen in zip(pending, state["jobs"]):
             if seen.get("progress"):
                 self.states[job["name"]] = seen["progress"]
@@ -280,6 +279,10 @@ class ActionModule(ActionBase):
                 self.done[job["name"]] = seen["result"]
                 self.say(self._outcome(job, seen["result"]))
         return state["now"]
+
+    @staticmethod
+    def _job_args(job):
+        return dict((key, job.get(key)) for key in ("name", "jid", "results_file", "progress_file"))
 
     def _outcome(self, job, result):
         if result.get("failed"):
@@ -322,51 +325,50 @@ class ActionModule(ActionBase):
 
     # -- stopping ----------------------------------------------------------------------------------
     def _stop(self):
-        """Make every started migration end (its heartbeat goes), wait until it did, and say so."""
+        """Stop every started migration now, wait until each has ended (cleaning up after itself),
+        and say which databases were stopped."""
         unstarted = [job["name"] for job in self.jobs if not job.get("launched", True)]
         stopping = [job for job in self.jobs if job["name"] not in self.done and job.get("launched", True)]
         for name in unstarted:
             self.done[name] = {"failed": True, "database": name, "phase": "start", "msg": "%s: interrupted before "
                                "it started; the next run migrates it" % name}
-        if not stopping:
-            if unstarted:
-                self._tell("interrupted: %s not started; the next run migrates them" % ", ".join(unstarted))
-            return
-        phases = dict((job["name"], (self.states.get(job["name"]) or {}).get("phase") or "starting")
-                      for job in stopping)
-        self._remove_heartbeat(stopping)
-        began = time.time()
-        while time.time() < began + STOP_WITHIN and any(job["name"] not in self.done for job in stopping):
-            try:
-                self._look(1)
+        if stopping:
+            phases = dict((job["name"], (self.states.get(job["name"]) or {}).get("phase") or "starting")
+                          for job in stopping)
+            run_dirs = sorted(set(posixpath.dirname(job["progress_file"]) for job in stopping
+                                  if job.get("progress_file")))
+            interrupted = time.time()
+            self._signal(run_dirs, [(self.states.get(job["name"]) or {}).get("pid") for job in stopping])
+            try:  # then, in one module call: signal any other, wait until they ended, end their async_wrappers
+                # A job being started when the interrupt came shows up within seconds, or never ran.
+                state = self._call(_mode="stop", _run_dirs=run_dirs, _jobs=[self._job_args(job) for job in stopping],
+                                   interval=STOP_WITHIN, _unseen_grace=max(0.0, 3.0 - (time.time() - interrupted)))
+                for job, seen in zip(stopping, state["jobs"]):
+                    if seen["finished"]:
+                        self.done[job["name"]] = seen["result"]
             except Exception:  # pylint: disable=broad-except
-                time.sleep(1)  # the connection may be going away too: look again
-            for job in stopping:
-                # Interrupted while it was being started: it may never have run at all.
-                if not job.get("jid") and job["name"] not in self.done and time.time() > began + 10 and \
-                        not (self.states.get(job["name"]) or {}).get("pid"):
-                    self.done[job["name"]] = {"failed": True, "database": job["name"], "phase": "start",
-                                              "msg": "interrupted before it started"}
-        stopped = ["%s (in phase %s)" % (job["name"], phases[job["name"]]) for job in stopping
-                   if job["name"] in self.done]
-        running = [job["name"] for job in stopping if job["name"] not in self.done]
-        if stopped:
-            self._tell("interrupted: stopped the migrations of %s; the next run resumes them" % ", ".join(stopped))
+                pass  # the connection may be going away too: without their heartbeat they end anyway
+            stopped = ["%s (in phase %s)" % (job["name"], phases[job["name"]]) for job in stopping
+                       if job["name"] in self.done]
+            running = [job["name"] for job in stopping if job["name"] not in self.done]
+            if stopped:
+                self._tell("interrupted: stopped the migrations of %s; the next run resumes them" % ", ".join(stopped))
+            if running:
+                self._tell("interrupted: %s did not stop within %d s; without their heartbeat they end by "
+                           "themselves within a minute" % (", ".join(running), STOP_WITHIN))
         if unstarted:
             self._tell("interrupted: %s not started; the next run migrates them" % ", ".join(unstarted))
-        if running:
-            self._tell("interrupted: %s did not stop within %d s; without their heartbeat they end by themselves "
-                       "within a minute" % (", ".join(running), STOP_WITHIN))
 
-    def _remove_heartbeat(self, jobs):
-        """One shell command (no module to transfer: this runs while Ansible shuts down)."""
-        paths = sorted(set(posixpath.join(posixpath.dirname(job["progress_file"]), "heartbeat")
-                           for job in jobs if job.get("progress_file")))
-        if paths:
-            try:
-                self._low_level_execute_command("rm -f " + " ".join(shlex.quote(p) for p in paths))
-            except Exception:  # pylint: disable=broad-except
-                pass  # the heartbeat's timeout ends the jobs anyway
+    def _signal(self, run_dirs, pids):
+        """At once, with one shell command (no module to transfer): remove the heartbeat and send
+        SIGTERM to the migrations whose process ids the last look saw (if they still run one)."""
+        command = "rm -f %s" % " ".join(shlex.quote(posixpath.join(path, "heartbeat")) for path in run_dirs)
+        for pid in sorted(set(int(pid) for pid in pids if pid)):
+            command += "; grep -qs codacy_db_migrate /proc/%d/cmdline && kill -TERM %d" % (pid, pid)
+        try:
+            self._low_level_execute_command(command + "; true")
+        except Exception:  # pylint: disable=broad-except
+            pass  # the module call that follows, or the heartbeat's timeout, ends them
 
     def _tell(self, text):
         """Print even while ansible-playbook shuts down (see controller_output)."""

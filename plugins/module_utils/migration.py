@@ -563,6 +563,7 @@ class Migration:
     def run(self):
         started = time.time()
         try:
+            self.still_wanted()
             self.timed("connect", self.connect_both)
             # One run at a time per target database; the lock is held until our connection closes.
             if not self.check_mode and not marker.try_lock(self.tgt):
@@ -600,6 +601,14 @@ class Migration:
                 self.queue.release()
             self.progress.update(phase="finished", finished=True, action=self.result["action"])
             self.close()
+
+    def still_wanted(self):
+        """A background run whose starter was interrupted (its heartbeat is gone) ends before it
+        connects; once it runs, the guard watches the heartbeat."""
+        queue = self.params.get("queue") or {}
+        if queue.get("heartbeat_timeout") and not os.path.exists(os.path.join(queue["dir"], "heartbeat")):
+            raise Failure("start", "%s: the run that started this migration was interrupted before it began; nothing "
+                          "was written" % self.database)
 
     def make_guard(self):
         """The guard of the writing part: signals, the run's time limit, and (for the role's

@@ -138,7 +138,9 @@ options:
   progress_file:
     description:
       - A file that the module keeps rewriting with its phase and how far it is (JSON), for a
-        caller that shows progress while the module runs in the background (the role does).
+        caller that shows progress while the module runs in the background (the role does): the source's size,
+        rows and tables, and how much of them the target has received, measured every few seconds with one
+        catalog query on the target. The fields are those of C(FIELDS) in the collection's C(module_utils/progress.py).
     type: path
   queue:
     description:
@@ -163,7 +165,9 @@ options:
         description:
           - End the migration (cleanly, leaving the copy marked unfinished) when the file C(heartbeat) in
             O(queue.dir) is older than this many seconds, meaning that whoever started this background
-            run stopped waiting for it (M(codacy.selfhosted.codacy_db_wait) touches it). V(0) disables it.
+            run stopped waiting for it (M(codacy.selfhosted.codacy_db_wait) touches it), or at once when it is
+            missing (the run that started it was interrupted; before connecting, the migration ends without
+            writing anything). V(0) disables it.
         type: int
         default: 0
 attributes:

@@ -81,16 +81,22 @@ options:
   _mode:
     description: Internal, set by the action plugin (what to do on the managed host). Do not set it.
     type: str
-    choices: [prepare, poll]
+    choices: [prepare, poll, stop, reap]
     default: poll
   _jobs:
     description: Internal, set by the action plugin (the jobs still running). Do not set it.
     type: list
     elements: dict
     default: []
-  _run_dir:
-    description: Internal, set by the action plugin (the run directory to prepare). Do not set it.
-    type: path
+  _run_dirs:
+    description: Internal, set by the action plugin (the run directories to prepare or stop). Do not set it.
+    type: list
+    elements: path
+    default: []
+  _unseen_grace:
+    description: Internal, set by the action plugin (how long a job being started may take to show up). Do not set it.
+    type: float
+    default: 3.0
   _async_dir:
     description:
       - Internal, set by the action plugin (the async directory as configured; a job's result is read from the
@@ -147,6 +153,8 @@ results:
 
 import json
 import os
+import shutil
+import signal
 import time
 
 from ansible.module_utils.basic import AnsibleModule
@@ -176,15 +184,14 @@ def alive(pid):
         return False
 
 
-def running_jobs(jids):
-    """The job ids among `jids` that still have a process: Ansible's async_wrapper (its
-    supervisor and the process that runs the module) carries the job id, without the `.<pid>`
-    it appends, in its command line from the job's start until the result is written. None
-    where /proc cannot tell."""
+def wrapper_processes(jids):
+    """{job id: [(pid, argv)]} of Ansible's async_wrapper processes (its supervisor and the
+    process that runs the module), which carry the job id without the `.<pid>` it appends in
+    their command line from the job's start until it is over. None where /proc cannot tell."""
     if not os.path.isdir("/proc/self"):
         return None
     wanted = dict((jid.rsplit(".", 1)[0].encode(), jid) for jid in jids)
-    found = set()
+    found = dict((jid, []) for jid in jids)
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
             continue
@@ -193,8 +200,16 @@ def running_jobs(jids):
                 argv = handle.read().split(b"\0")
         except OSError:
             continue
-        found.update(wanted[arg] for arg in argv if arg in wanted)
+        for arg in argv:
+            if arg in wanted:
+                found[wanted[arg]].append((int(pid), argv))
     return found
+
+
+def running_jobs(jids):
+    """The job ids among `jids` that still have a process (None where /proc cannot tell)."""
+    processes = wrapper_processes(jids)
+    return None if processes is None else set(jid for jid, found in processes.items() if found)
 
 
 def final_result(path):
@@ -297,6 +312,57 @@ def prepare(run_dir):
     return waited, None
 
 
+def stop(run_dirs, jobs, async_dir, within, unseen_grace):
+    """Stop the migrations of these run directories now, and wait (at most `within` seconds) until
+    the jobs have ended: their heartbeat goes (so that one still starting ends as soon as it looks)
+    and each running one gets SIGTERM (it cleans up on its way out; before it writes anything it
+    just ends). A job without id (interrupted while it was being started) that shows no progress
+    within `unseen_grace` seconds never ran. Returns the jobs' states, as poll does."""
+    for path in run_dirs:
+        run = RunDir(path)
+        try:
+            os.unlink(run.heartbeat)
+        except OSError:
+            pass
+        for pid in run.live_migrations().values():
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except OSError:
+                pass
+    began = time.time()
+    found = [None] * len(jobs)
+    while True:
+        pending = [index for index, state in enumerate(found) if state is None or not state["finished"]]
+        for index, state in zip(pending, states([jobs[index] for index in pending], async_dir)):
+            if not state["finished"] and not jobs[index].get("jid") and not state["progress"] and \
+                    time.time() > began + unseen_grace:
+                state.update(finished=True, result={"failed": True, "database": jobs[index]["name"], "phase": "start",
+                                                    "msg": "%s: interrupted before it started" % jobs[index]["name"]})
+            found[index] = state
+        if all(state["finished"] for state in found) or time.time() > began + within:
+            break
+        time.sleep(0.25)
+    reap([job["jid"] for job, state in zip(jobs, found) if state["finished"] and job.get("jid")])
+    return found
+
+
+def reap(jids):
+    """End the async_wrapper supervisors of finished jobs, which would otherwise sleep up to five
+    seconds more before they notice, and remove the job files they would have removed."""
+    for found in (wrapper_processes(jids) or {}).values():
+        for pid, argv in found:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except OSError:
+                continue
+            try:  # [interpreter..., async_wrapper.py, jid, time limit, module, args, (-preserve_tmp)]
+                module = argv[[os.path.basename(arg) for arg in argv].index(b"async_wrapper.py") + 3].decode()
+            except (ValueError, IndexError):
+                continue
+            if b"-preserve_tmp" not in argv and os.path.basename(os.path.dirname(module)).startswith("ansible-tmp-"):
+                shutil.rmtree(os.path.dirname(module), ignore_errors=True)
+
+
 def main():
     module = AnsibleModule(
         argument_spec=dict(
@@ -309,18 +375,26 @@ def main():
             interval=dict(type="int", default=10),
             timeout=dict(type="int", default=0),
             # set by the action plugin: what to do here, the jobs still running, and where async results are kept
-            _mode=dict(type="str", default="poll", choices=["prepare", "poll"]),
+            _mode=dict(type="str", default="poll", choices=["prepare", "poll", "stop", "reap"]),
             _jobs=dict(type="list", elements="dict", default=[]),
-            _run_dir=dict(type="path"),
+            _run_dirs=dict(type="list", elements="path", default=[]),
+            _unseen_grace=dict(type="float", default=3.0),
             _async_dir=dict(type="str", required=True),  # not "path": `~` is expanded like async_wrapper does
         ),
         supports_check_mode=False,
     )
     if module.params["_mode"] == "prepare":
-        waited, problem = prepare(module.params["_run_dir"])
+        waited, problem = prepare(module.params["_run_dirs"][0])
         if problem:
             module.fail_json(msg=problem, waited=waited)
         module.exit_json(changed=False, waited=waited)
+    if module.params["_mode"] == "stop":
+        module.exit_json(changed=False, jobs=stop(module.params["_run_dirs"], module.params["_jobs"],
+                                                  module.params["_async_dir"], module.params["interval"],
+                                                  module.params["_unseen_grace"]))
+    if module.params["_mode"] == "reap":
+        reap([job["jid"] for job in module.params["_jobs"] if job.get("jid")])
+        module.exit_json(changed=False)
     # Look every half second, and answer as soon as a job finished or `interval` passed: the
     # controller prints a progress line per answer and never notices a finished job late.
     deadline = time.time() + module.params["interval"]
