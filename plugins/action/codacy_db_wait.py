@@ -225,7 +225,7 @@ class ActionModule(ActionBase):
         migrate = dict((k, v) for k, v in (args.get("migrate") or {}).items() if v is not None)
         slots = int(args.get("slots", 1))
         heartbeat_timeout = max(60, self.interval * 6)
-        prepared = self._call(_mode="prepare", _run_dirs=[run_dir.path])
+        prepared = self._call(_mode="prepare", _run_dirs=[run_dir.path], _work_dir=migrate.get("work_dir"))
         if prepared.get("waited"):
             self.say("the migrations of an interrupted run ended first: %s" % ", ".join(prepared["waited"]))
         self.jobs = [{"name": entry["name"], "target_name": entry.get("target_name") or entry["name"],

@@ -49,6 +49,21 @@ def endpoint_argument_spec():
     ))
 
 
+def forget_module_file(module):
+    """Remove the file Ansible ran this module from (`AnsiballZ_<module>.py` in the task's remote
+    temporary directory), which holds the module's arguments, passwords included: once Python has
+    read it, nothing needs it, and a run interrupted before Ansible's own cleanup (or a background
+    migration, whose file stays for hours) would leave the passwords on disk. Kept when Ansible is
+    told to keep remote files (ANSIBLE_KEEP_REMOTE_FILES); absent with pipelining."""
+    tmpdir = getattr(module, "_tmpdir", None)
+    if not tmpdir or getattr(module, "_keep_remote_files", False):
+        return
+    try:
+        os.unlink(os.path.join(tmpdir, "AnsiballZ_%s.py" % module._name.rsplit(".", 1)[-1]))
+    except (OSError, AttributeError):
+        pass
+
+
 def endpoint_problems(options, name):
     """Why the server dict `options`, given as `name` (`source`, or a role's `db_migration_source`),
     cannot be used: one sentence per problem, empty when it can. Only what can be told from the

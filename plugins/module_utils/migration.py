@@ -589,7 +589,8 @@ class Migration:
             with self.make_guard():
                 self.wait_for_slot()
                 self.guard.start_clock()
-                self.private_dir = tempfile.mkdtemp(prefix="codacy_db_migrate-", dir=self.params["work_dir"])
+                self.private_dir = tempfile.mkdtemp(prefix=guard.PRIVATE_PREFIX, dir=self.params["work_dir"])
+                self.claim = guard.claim(self.private_dir)  # released by the kernel if this process is killed
                 try:
                     self.copy(action)
                 finally:

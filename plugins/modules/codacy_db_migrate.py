@@ -327,7 +327,7 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.codacy.selfhosted.plugins.module_utils import guard, pgtools
 from ansible_collections.codacy.selfhosted.plugins.module_utils.connection import (
-    HAS_PSYCOPG2, PSYCOPG2_IMPORT_ERROR, ConnectionProblem, endpoint_argument_spec)
+    HAS_PSYCOPG2, PSYCOPG2_IMPORT_ERROR, ConnectionProblem, endpoint_argument_spec, forget_module_file)
 from ansible_collections.codacy.selfhosted.plugins.module_utils.migration import Failure, Migration, validate
 
 ARGUMENT_SPEC = dict(
@@ -382,6 +382,7 @@ def failure(migration, exc):
 
 def main():
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+    forget_module_file(module)  # it holds the passwords
     if not HAS_PSYCOPG2:
         module.fail_json(msg=missing_required_lib("psycopg2"), exception=PSYCOPG2_IMPORT_ERROR)
     problems = validate(module.params, probe_write=not module.check_mode)

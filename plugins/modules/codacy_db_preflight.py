@@ -181,7 +181,8 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.codacy.selfhosted.plugins.module_utils import catalog, fingerprint, pgtools
 from ansible_collections.codacy.selfhosted.plugins.module_utils.connection import (
-    HAS_PSYCOPG2, PSYCOPG2_IMPORT_ERROR, ConnectionProblem, Endpoint, endpoint_argument_spec)
+    HAS_PSYCOPG2, PSYCOPG2_IMPORT_ERROR, ConnectionProblem, Endpoint, endpoint_argument_spec,
+    forget_module_file)
 from ansible_collections.codacy.selfhosted.plugins.module_utils.migration import Failure, Migration, validate
 
 # Codacy's databases, as current charts create them (the migration guide lists the first six).
@@ -507,6 +508,7 @@ class Preflight:
 
 def main():
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+    forget_module_file(module)  # it holds the passwords
     if not HAS_PSYCOPG2:
         module.fail_json(msg=missing_required_lib("psycopg2"), exception=PSYCOPG2_IMPORT_ERROR)
     preflight = Preflight(module)

@@ -97,6 +97,9 @@ options:
     description: Internal, set by the action plugin (how long a job being started may take to show up). Do not set it.
     type: float
     default: 3.0
+  _work_dir:
+    description: Internal, set by the action plugin (the migrations' work directory, cleaned when preparing). Do not set it.
+    type: path
   _async_dir:
     description:
       - Internal, set by the action plugin (the async directory as configured; a job's result is read from the
@@ -159,6 +162,7 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.codacy.selfhosted.plugins.module_utils import guard
 from ansible_collections.codacy.selfhosted.plugins.module_utils.progress import RunDir, read as read_progress
 
 # A heartbeat younger than this says another run is waiting for its migrations right now (the
@@ -278,10 +282,11 @@ def unknown_job_state(job, progress):
     return {"name": job["name"], "finished": False, "progress": progress}
 
 
-def prepare(run_dir):
+def prepare(run_dir, work_dir):
     """Make the run directory ready for a new run: migrations an interrupted run left behind end
     first (their heartbeat goes; they stop within seconds), a run still going refuses this one,
-    and a fresh heartbeat is made. Returns the databases waited for, or a problem."""
+    private directories of killed migrations (their passfiles) go, and a fresh heartbeat is made.
+    Returns the databases waited for, or a problem."""
     run = RunDir(run_dir)
     if not os.path.isdir(run.path):
         os.makedirs(run.path, 0o700)
@@ -307,6 +312,8 @@ def prepare(run_dir):
                                ", ".join(str(pid) for pid in live.values())))
     for path in run.progress_files():
         os.unlink(path)
+    if work_dir:
+        guard.remove_abandoned(work_dir)
     with open(run.heartbeat, "w"):
         pass
     return waited, None
@@ -379,12 +386,13 @@ def main():
             _jobs=dict(type="list", elements="dict", default=[]),
             _run_dirs=dict(type="list", elements="path", default=[]),
             _unseen_grace=dict(type="float", default=3.0),
+            _work_dir=dict(type="path"),
             _async_dir=dict(type="str", required=True),  # not "path": `~` is expanded like async_wrapper does
         ),
         supports_check_mode=False,
     )
     if module.params["_mode"] == "prepare":
-        waited, problem = prepare(module.params["_run_dirs"][0])
+        waited, problem = prepare(module.params["_run_dirs"][0], module.params["_work_dir"])
         if problem:
             module.fail_json(msg=problem, waited=waited)
         module.exit_json(changed=False, waited=waited)
