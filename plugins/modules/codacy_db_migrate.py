@@ -138,8 +138,8 @@ options:
   progress_file:
     description:
       - A file that the module keeps rewriting with its phase and how far it is (JSON), for a
-        caller that shows progress while the module runs in the background (the role does): the source's size,
-        rows and tables, and how much of them the target has received, measured every few seconds with one
+        caller that shows progress while the module runs in the background (the role does), with the source's
+        size, rows and tables and how much of them the target has received, measured every few seconds with one
         catalog query on the target. The fields are those of C(FIELDS) in the collection's C(module_utils/progress.py).
     type: path
   queue:

@@ -502,8 +502,8 @@ class Preflight:
         for endpoint, conn in ((self.source, src), (self.target, tgt)):
             shortfall = catalog.connection_shortfall(conn, endpoint, needed, what)
             if shortfall:
-                self.problems.append(shortfall.replace("lower jobs", "lower %s or %s" % (self.name("jobs"),
-                                                                                        self.name("concurrency"))))
+                instead = "lower %s or %s" % (self.name("jobs"), self.name("concurrency"))
+                self.problems.append(shortfall.replace("lower jobs", instead))
 
 
 def main():

@@ -104,7 +104,7 @@ options:
     description:
       - Internal, set by the action plugin (the async directory as configured; a job's result is read from the
         C(results_file) it returned when started, else from here). Do not set it.
-    type: str
+    type: path
     required: true
 attributes:
   action:
@@ -258,7 +258,7 @@ def beat(jobs):
 def states(jobs, async_dir):
     """The state of every job. Each result is read where its async_wrapper wrote it (the
     `results_file` it returned when started), else where async_wrapper puts results: under
-    the async directory expanded by this process, which has the same HOME as the jobs."""
+    the async directory, expanded by this module (the same HOME as the jobs')."""
     running = running_jobs([job["jid"] for job in jobs if job.get("jid")])
     found = []
     for job in jobs:
@@ -266,7 +266,7 @@ def states(jobs, async_dir):
         if not job.get("jid"):
             found.append(unknown_job_state(job, progress))
             continue
-        results_file = job.get("results_file") or os.path.join(os.path.expanduser(async_dir), job["jid"])
+        results_file = job.get("results_file") or os.path.join(async_dir, job["jid"])
         is_running = job["jid"] in running if running is not None else alive(progress.get("pid"))
         found.append(job_state(job, results_file, is_running, progress))
     return found
@@ -387,7 +387,8 @@ def main():
             _run_dirs=dict(type="list", elements="path", default=[]),
             _unseen_grace=dict(type="float", default=3.0),
             _work_dir=dict(type="path"),
-            _async_dir=dict(type="str", required=True),  # not "path": `~` is expanded like async_wrapper does
+            # "path" expands `~` here, with the jobs' HOME, as async_wrapper does
+            _async_dir=dict(type="path", required=True),
         ),
         supports_check_mode=False,
     )
