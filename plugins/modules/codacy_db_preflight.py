@@ -311,6 +311,8 @@ class Preflight:
         """A message of the migration module, with the options it names as the caller named them."""
         for option in ("force", "schemas"):
             message = re.sub(r"\b%s: " % option, self.name(option) + ": ", message)
+        if self.params["names_prefix"]:
+            message = message.replace("Point target_database at", "Point its target_name in %s at" % self.name("databases"))
         return message
 
     def connect(self, endpoint, dbname):

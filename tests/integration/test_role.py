@@ -183,8 +183,9 @@ def test_target_with_foreign_tables_fails_before_writing(six, play):
     before = databases(target)
     result = play()
     assert result.returncode != 0
-    assert "jobs: the target database holds data this module did not put there (foreign table public.legacy_jobs)" \
-        in result.stdout
+    assert "jobs: the target database holds data this module did not put there (foreign server files, foreign table " \
+           "public.legacy_jobs); nothing was written. Point its target_name in db_migration_databases at an empty " \
+           "database, or set db_migration_force: true to replace that content" in result.stdout
     assert databases(target) == before
     assert execute(target, "jobs", "SELECT to_regnamespace('codacy_migration')")[0][0] is None
 
