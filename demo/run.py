@@ -84,7 +84,8 @@ def main():
 
     private(VARS, json.dumps({
         "db_migration_source": source.endpoint(), "db_migration_target": target.endpoint(),
-        "db_migration_work_dir": HOME, "db_migration_report_path": REPORT, "db_migration_progress_interval": 2}))
+        "db_migration_work_dir": HOME, "db_migration_report_path": REPORT,
+        "db_migration_fleet_report_path": os.path.join(HOME, "fleet.json"), "db_migration_progress_interval": 2}))
     private(INVENTORY, json.dumps({"all": {"hosts": {"localhost": {
         "ansible_connection": "local", "ansible_python_interpreter": sys.executable}}}}))
     playbook = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", INVENTORY,

@@ -167,6 +167,22 @@ versions:
   returned: when connected
   type: dict
   sample: {client: "17.2", source_server: "13.16", target_server: "17.2"}
+shared:
+  description:
+    - What the migration needs of what other migrations run at the same time may share with it, for a caller
+      that adds them up (the role does, across its installations). C(machine) identifies this host; C(work_dir)
+      has the file system's C(device), C(free) bytes and the bytes the dumps C(needed) (0 with O(data_path=stream));
+      C(servers) has, for the source and the target, an C(id) (the system identifier, the same whatever name
+      reaches the server), the connections the server has C(room) for and those C(needed).
+  returned: when connected
+  type: dict
+  sample:
+    machine: 3f1c9a0d2b7e4410a2c1
+    work_dir: {path: /var/tmp, device: 2049, free: 53687091200, needed: 0}
+    servers:
+      - {role: source, address: "10.0.0.5:5432", id: "7301234567890123456", room: 290, needed: 15}
+      - {role: target, address: "codacy.abc.rds.amazonaws.com:5432", id: "started 2026-11-30 08:00:01.123+00",
+         room: 180, needed: 15}
 privileges:
   description: How each user qualifies as administrator (C(superuser), C(member of rds_superuser), or C(none)).
   returned: when connected
@@ -176,6 +192,7 @@ privileges:
 
 import os
 import re
+import socket
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
@@ -265,6 +282,19 @@ def normalize_databases(items, option="databases"):
 
 def plural(count, one, many):
     return one if count == 1 else many
+
+
+def machine_id():
+    """This host, whatever name the inventory gives it (two installations may share it)."""
+    for path in ("/etc/machine-id", "/var/lib/dbus/machine-id"):
+        try:
+            with open(path) as handle:
+                value = handle.read().strip()
+        except OSError:
+            continue
+        if value:
+            return value
+    return socket.gethostname()
 
 
 def admin_status(conn, endpoint, admin_roles, needs_createdb=False):
@@ -422,6 +452,28 @@ class Preflight:
         self.result["databases"] = entries
         self.check_space(entries)
         self.check_connection_room(src, tgt)
+        self.result["shared"] = self.shared_needs(((self.source, src, source_info), (self.target, tgt, target_info)),
+                                                  entries)
+
+    def shared_needs(self, sides, entries):
+        """What this migration needs of what other migrations of the same run (the role's other
+        installations) may share with it: the file system of the work directory on this host, and
+        each server's connections. The role adds them up across installations."""
+        copying = [e for e in entries if e.get("action") != "unchanged"]
+        slots = min(self.params["concurrency"], len(copying))
+        work_dir = self.params["work_dir"]
+        stat = os.statvfs(work_dir)
+        dumps = sorted((e.get("estimated_dump_bytes", 0) for e in copying), reverse=True)[:slots]
+        servers = []
+        for endpoint, conn, info in sides:
+            room = catalog.fetchall(conn, catalog.CONNECTION_ROOM_SQL)[0][0]
+            servers.append({"role": endpoint.role, "address": endpoint.address, "room": room,
+                            "needed": slots * (self.params["jobs"] + 3),
+                            # the same server whatever name reaches it (start time where the identifier is hidden)
+                            "id": info["system_identifier"] or "started %s" % info.get("started")})
+        return {"machine": machine_id(), "servers": servers,
+                "work_dir": {"path": work_dir, "device": os.stat(work_dir).st_dev, "free": stat.f_bavail * stat.f_frsize,
+                             "needed": sum(dumps) if self.params["data_path"] == "directory" else 0}}
 
     def decide(self, entry):
         """The action the migration module will take for this database, decided by the module's own
