@@ -38,10 +38,15 @@ class Fleet:
             "db_migration_work_dir": str(work_dir), "db_migration_progress_interval": 1}, **variables)
 
     def run(self, *args):
+        """ansible-playbook over the fleet, with a HOME that is not the user's home directory, as in an
+        execution environment."""
         write_private(self.inventory, json.dumps({"codacy_migration": {"hosts": self.hosts}}))
+        home = self.dir / "home"
+        home.mkdir(exist_ok=True)
+        env = ansible_env({"PWD": str(self.dir), "HOME": str(home)})
         proc = subprocess.run([os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", self.inventory,
-                               "-f", "5", PLAYBOOK] + list(args), env=ansible_env({"PWD": str(self.dir)}),
-                              cwd=str(self.dir), capture_output=True, text=True, timeout=1800, check=False)
+                               "-f", "5", PLAYBOOK] + list(args), env=env, cwd=str(self.dir), capture_output=True,
+                              text=True, timeout=1800, check=False)
         proc.recap = dict((m.group(1), {"changed": int(m.group(2)), "failed": int(m.group(3))}) for m in re.finditer(
             r"^(\S+)\s*: ok=\d+\s+changed=(\d+)\s+unreachable=\d+\s+failed=(\d+)", proc.stdout, re.M))
         return proc
@@ -62,7 +67,7 @@ def databases(server):
 
 
 def test_three_installations_one_failing_then_fixed(tmp_path):
-    servers = [PgServer(password=PASSWORD) for _ in range(6)]
+    servers = [PgServer(password=PASSWORD) for _number in range(6)]
     try:
         for server in servers:
             server.start()
