@@ -93,8 +93,9 @@ def test_missing_server_keys_are_one_line_each_without_argument_spec_dump(role_p
     assert result.returncode != 0
     assert "argument_spec_data" not in result.output and "Validation of arguments failed" not in result.output
     assert "db_migration_source.password" not in result.output  # no dump of what was given either
-    # The task that found it (rescued, so that the fleet summary is printed), then the installation's own failure.
+    # The task that found it (rescued, so that the fleet summary is printed), then the installation's own
+    # failure, which repeats why for a playbook that includes the role: each one short, naming the variable.
     failures = [text.split("\n\n", 1)[0] for text in result.stdout.split("fatal:")[1:]]
     assert failures and all(len(failure) < 1000 for failure in failures), failures
     named = "db_migration_source" if "db_migration_source" in variables else "db_migration_target"
-    assert sum(1 for failure in failures if named in failure) == 1, failures
+    assert all(named in failure for failure in failures), failures
