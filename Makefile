@@ -9,7 +9,7 @@ export ANSIBLE_LOCALHOST_WARNING := False
 export ANSIBLE_INVENTORY_UNPARSED_WARNING := False
 PYTEST_ARGS ?=
 
-.PHONY: help demo demo-clean bench molecule system venv collection test pytest unit integration lint sanity clean constraints
+.PHONY: help demo demo-clean bench molecule system venv venv-run collection test pytest unit integration lint sanity clean constraints
 
 help:
 	@echo "make demo         migrate sample data between two throwaway local servers (DEMO_SCALE_MB=100)"
@@ -23,25 +23,35 @@ help:
 	@echo "make molecule     the Molecule scenarios against containers (docker and images included)"
 	@echo "make clean        remove .venv, build/ and test output"
 
-demo: venv collection
+# The quick start installs only what running the collection needs (requirements-run.txt).
+demo: venv-run collection
 	$(BIN)/python demo/run.py
 
 bench: system venv collection
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
-demo-clean: venv
+demo-clean: venv-run
 	$(BIN)/python demo/run.py clean
 
 # PostgreSQL server/client programs and npm; installed when missing (as root), else explained.
 system:
 	tests/ensure_system.sh
 
+# Two stamps in one virtualenv: .installed-run (ansible-core, psycopg2: enough to run the
+# collection and the demo) and .installed (everything `make test` needs, which includes the first).
+venv-run: $(VENV)/.installed-run
+
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: requirements-dev.txt constraints.txt
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt -c constraints.txt
+$(VENV)/.installed-run: requirements-run.txt requirements.txt constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-run.txt -c constraints.txt
 	touch $@
+
+$(VENV)/.installed: requirements-dev.txt requirements-run.txt requirements.txt constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt -c constraints.txt
+	touch $@ $(VENV)/.installed-run
 
 # The collection is loaded from the checkout through a symlink in a collections path.
 collection: $(COLLECTION_LINK)

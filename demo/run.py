@@ -84,7 +84,8 @@ def main():
 
     private(VARS, json.dumps({
         "db_migration_source": source.endpoint(), "db_migration_target": target.endpoint(),
-        "db_migration_work_dir": HOME, "db_migration_report_path": REPORT, "db_migration_progress_interval": 2}))
+        "db_migration_work_dir": HOME, "db_migration_report_path": REPORT,
+        "db_migration_fleet_report_path": os.path.join(HOME, "fleet.json"), "db_migration_progress_interval": 2}))
     private(INVENTORY, json.dumps({"all": {"hosts": {"localhost": {
         "ansible_connection": "local", "ansible_python_interpreter": sys.executable}}}}))
     playbook = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", INVENTORY,
@@ -97,9 +98,13 @@ def main():
             report = json.load(handle)
         print("\nReport (%s):" % os.path.relpath(REPORT, ROOT))
         for entry in report["databases"]:
-            print("  %-10s %-10s %8.1f MB  %s rows verified" % (
+            verified = entry["verified"]
+            print("  %-10s %-10s %8.1f MB  %s" % (
                 entry["name"], entry["action"] if not entry["failed"] else "FAILED", (entry["source_bytes"] or 0) / 2**20,
-                entry["verified"]["rows"] if entry["verified"]["equal"] else "-"))
+                "%s rows in %s tables verified%s" % (verified["rows"], verified["tables"],
+                                                     " (the copy of %s)" % verified["copied_at"]
+                                                     if verified.get("copied_at") else "")
+                if verified["equal"] else "not verified: %s" % (entry.get("message") or "-")))
     print("\nRun `make demo` again: the second run finds every database unchanged and changes nothing.")
     print("Change something on the source (psql -h 127.0.0.1 -p %d -U postgres analysis; the password is in "
           "build/demo/state.json) and the next run refreshes that database." % source.port)

@@ -1,11 +1,19 @@
 # -*- coding: utf-8 -*-
 # Copyright: Contributors to the codacy.selfhosted collection
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Wait for background migrations, printing one progress line per interval.
+"""Start background migrations, wait for them printing their progress, and stop them all when
+ansible-playbook is interrupted.
 
-The controller side of codacy_db_wait: it asks the managed host (one module call per interval)
-for each job's state and prints e.g.
-    analysis: restore 12/40 tables (3m10s) | results: dump 5/30 tables, 1.2 GB (1m02s) | jobs: queued
+The controller side of codacy_db_wait. With `start` it starts the migrations itself (with
+Ansible's async, as a `poll: 0` loop would), so that one signal handler covers the whole time
+they start and run: an interrupt at any point stops every migration started (it removes the
+heartbeat they watch and waits until they ended), then says which databases were stopped.
+With `started` (the registered result of such a loop, 1.0.0's way) it only waits.
+
+Every `interval` seconds it asks the managed host (one module call) for each job's state and
+prints the run and each database copying, e.g.
+    [migrator] 1 of 3 databases done, 1.4 GB of 3.1 GB (45%), 2.1M of ~4.6M rows, 2m10s, about 2m40s left
+    [migrator]   results: restore 820 MB of 1.1 GB (74%), 1.2M of ~1.6M rows, 12/40 tables, 1m50s, about 40s left
 """
 
 from __future__ import absolute_import, division, print_function
@@ -22,7 +30,21 @@ from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
 
+from ansible_collections.codacy.selfhosted.plugins.module_utils import progress
+
 display = Display()
+
+WAIT_MODULE = "codacy.selfhosted.codacy_db_wait"
+MIGRATE_MODULE = "codacy.selfhosted.codacy_db_migrate"
+STOP_WITHIN = 30  # seconds an interrupted run waits for its migrations to end
+
+
+class Interrupted(BaseException):
+    """ansible-playbook was interrupted: stop the migrations, then end as Ansible expects."""
+
+    def __init__(self, signum):
+        super(Interrupted, self).__init__(signum)
+        self.signum = signum
 
 
 def duration(seconds):
@@ -33,28 +55,86 @@ def duration(seconds):
 
 
 def size(count):
-    for unit in ("B", "kB", "MB", "GB"):
-        if count < 1024 or unit == "GB":
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if count < 1024 or unit == "TB":
             return ("%d %s" if unit == "B" else "%.1f %s") % (count, unit)
         count /= 1024.0
     return str(count)
 
 
-def describe(name, progress, now):
-    """'analysis: restore 12/40 tables, 1.2 GB (3m10s)' from a job's progress file."""
-    phase = "finishing" if progress.get("finished") else progress.get("phase") or "starting"
+def rows(count):
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if count >= scale:
+            return "%.1f%s" % (count / scale, unit)
+    return "%d" % count
+
+
+def of(done, total, unit):
+    """'820 MB of 1.1 GB (74%)'; '~' marks an estimated total."""
+    share = progress.fraction(done, total)
+    text = "%s of %s" % (unit(done or 0), unit(total))
+    return text + (" (%d%%)" % (share * 100) if share is not None else "")
+
+
+def database_line(name, state, now):
+    """'results: restore 820 MB of 1.1 GB (74%), 1.2M of ~1.6M rows, 12/40 tables, 1m50s, about 40s left'."""
+    phase = "finishing" if state.get("finished") else state.get("phase") or "starting"
     parts = []
-    if progress.get("total"):
-        parts.append("%s/%s tables" % (progress.get("done") or 0, progress["total"]))
-    if progress.get("bytes"):
-        parts.append(size(progress["bytes"]))
-    since = progress.get("since")
-    elapsed = " (%s)" % duration(now - since) if since else ""
-    return "%s: %s%s%s" % (name, phase, " " + ", ".join(parts) if parts else "", elapsed)
+    if state.get("bytes_done") is not None and state.get("bytes_total"):
+        parts.append(of(state["bytes_done"], state["bytes_total"], size))
+    elif state.get("dump_bytes"):
+        parts.append("%s dumped" % size(state["dump_bytes"]))
+    elif state.get("bytes_total"):
+        parts.append("size %s" % size(state["bytes_total"]))
+    if state.get("rows_total") is not None and state.get("rows_done") is not None:
+        parts.append("%s of ~%s rows" % (rows(state["rows_done"]), rows(state["rows_total"])))
+    if state.get("tables_total"):
+        parts.append("%s/%s tables" % (state.get("tables_done") or 0, state["tables_total"]))
+    since = state.get("started") or state.get("phase_started")
+    if since:
+        parts.append(duration(now - since))
+    left = progress.eta(state, now) if phase in progress.WRITING_PHASES else None
+    if left is not None and left >= 1:
+        parts.append("about %s left" % duration(left))
+    return "%s: %s%s" % (name, phase, " " + ", ".join(parts) if parts else "")
+
+
+def run_line(jobs, states, done, started, now):
+    """'1 of 3 databases done, 1.4 GB of 3.1 GB (45%), 2.1M of ~4.6M rows, 2m10s, about 2m40s left'.
+
+    Bytes: the targets' sizes against the sources' (a finished database counts whole); rows: the
+    exact counts verified for finished databases, the estimates of the others."""
+    total = copied = base = remaining = rows_done = rows_total = 0
+    for job in jobs:
+        state = states.get(job["name"]) or {}
+        job_total = state.get("bytes_total") or job.get("size") or 0
+        total += job_total
+        base += state.get("bytes_base") or 0
+        if job["name"] in done:
+            copied += job_total
+            verified = done[job["name"]].get("verified") or {}
+            rows_done += verified.get("rows") or 0
+            rows_total += verified.get("rows") or 0
+        else:
+            current = state.get("bytes_done") or state.get("bytes_base") or 0
+            copied += current
+            remaining += max(0, job_total - current)
+            rows_done += state.get("rows_done") or 0
+            rows_total += state.get("rows_total") or 0
+    parts = ["%d of %d databases done" % (len(done), len(jobs))]
+    if total:
+        parts.append(of(copied, total, size))
+    if rows_total:
+        parts.append("%s of ~%s rows" % (rows(rows_done), rows(rows_total)))
+    parts.append(duration(now - started))
+    left = remaining * (now - started) / float(copied - base) if copied > base else None
+    if left is not None and left >= 1:
+        parts.append("about %s left" % duration(left))
+    return ", ".join(parts)
 
 
 def jobs_of(started):
-    """[{name, jid, progress_file}] from the registered result of the loop that started the jobs."""
+    """[{name, jid, results_file, progress_file}] from the registered result of a loop of async tasks."""
     if not isinstance(started, dict) or not isinstance(started.get("results"), list):
         raise AnsibleActionFail("codacy_db_wait: `started` must be the registered result of a loop of "
                                 "background (async, poll: 0) tasks")
@@ -65,83 +145,238 @@ def jobs_of(started):
         if not entry.get("ansible_job_id"):
             raise AnsibleActionFail("codacy_db_wait: %s was not started in the background (async with poll: 0): %s"
                                     % (item.get("name"), entry.get("msg", "no ansible_job_id")))
-        jobs.append({"name": str(item.get("name")), "jid": entry["ansible_job_id"],
-                     "progress_file": item.get("progress_file")})
+        # results_file: where the job's async_wrapper writes its result (it expands the async
+        # directory with the job's HOME, which may not be the user's home directory).
+        jobs.append({"name": str(item.get("name")), "jid": entry["ansible_job_id"], "size": item.get("size"),
+                     "results_file": entry.get("results_file"), "progress_file": item.get("progress_file")})
     return jobs
+
+
+def controller_output():
+    """A descriptor of ansible-playbook's standard output, opened now: when it is interrupted it no
+    longer shows what its workers display, and this worker outlives it by the few seconds it takes
+    to stop the migrations. None where it cannot be opened (the message then goes to display)."""
+    try:
+        return os.open("/proc/%d/fd/1" % os.getppid(), os.O_WRONLY | os.O_APPEND | os.O_NOCTTY)
+    except OSError:
+        return None
 
 
 class ActionModule(ActionBase):
     TRANSFERS_FILES = False
-    _VALID_ARGS = frozenset(("started", "interval", "timeout"))
+    _VALID_ARGS = frozenset(("start", "migrate", "run_dir", "slots", "async_limit", "started", "interval", "timeout"))
 
     def run(self, tmp=None, task_vars=None):
         result = super(ActionModule, self).run(tmp, task_vars)
-        jobs = jobs_of(self._task.args.get("started"))
-        interval = max(1, int(self._task.args.get("interval", 10)))
-        timeout = int(self._task.args.get("timeout", 0))
-        finished = {}
-
-        # When ansible-playbook is interrupted it signals this worker (SIGINT, then SIGTERM). Stop
-        # the heartbeat right away, so that the background migrations end (cleanly) at once
-        # instead of running on unwatched, then die as Ansible expects.
-        def stop(signum, frame):
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                signal.signal(sig, signal.SIG_IGN)
-            display.display("[%s] interrupted: stopping the migrations that still run"
-                            % task_vars.get("inventory_hostname"))
-            self._stop_heartbeat([job for job in jobs if job["jid"] not in finished])
-            signal.signal(signum, signal.SIG_DFL)
-            os.kill(os.getpid(), signum)
-
+        args = self._task.args
+        if ("start" in args) == ("started" in args):
+            raise AnsibleActionFail("codacy_db_wait: give either `start` (the migrations to start) or `started`")
+        self.task_vars = task_vars
+        self.host = task_vars.get("inventory_hostname")
+        self.interval = max(1, int(args.get("interval", 10)))
+        self.jobs, self.done, self.states = [], {}, {}
+        self.began = self.last_report = time.time()
+        # Not expanded here: `~` means the jobs' $HOME, which the module expands like async_wrapper does.
+        self.async_dir = self.get_shell_option("async_dir", default="~/.ansible_async")
+        self.out = controller_output()
+        previous = self._catch_signals()
         try:
-            previous = dict((sig, signal.signal(sig, stop)) for sig in (signal.SIGTERM, signal.SIGINT))
-        except ValueError:  # not the main thread: the heartbeat's timeout still ends the jobs
-            display.vvv("codacy_db_wait: cannot handle signals here; the heartbeat's timeout ends the jobs")
-            previous = {}
-        async_dir = self._remote_expand_user(self.get_shell_option("async_dir", default="~/.ansible_async"))
-        self._wait_args = {"started": {"results": []}, "interval": interval, "timeout": timeout, "_async_dir": async_dir}
-        try:
-            self._wait(jobs, finished, task_vars, interval, timeout)
+            try:
+                if "start" in args:
+                    self._start(args)
+                else:
+                    self.jobs = jobs_of(args["started"])
+                self._wait(int(args.get("timeout", 0)))
+            except Interrupted as exc:
+                self._stop()
+                signal.signal(exc.signum, signal.SIG_DFL)
+                os.kill(os.getpid(), exc.signum)  # end as Ansible expects of an interrupted worker
+            except Exception:
+                self._stop()  # nobody would watch them any more
+                raise
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-        result.update(changed=any(r.get("changed") for r in finished.values()),
-                      results=[finished[job["jid"]] for job in jobs])
+            if self.out is not None:
+                os.close(self.out)
+        result.update(changed=any(r.get("changed") for r in self.done.values()),
+                      results=[self.done[job["name"]] for job in self.jobs])
         return result
 
-    def _stop_heartbeat(self, pending):
-        """Remove the heartbeat files of the pending jobs with one shell command (no module: this
-        runs while Ansible is shutting down)."""
-        paths = sorted(set(posixpath.join(posixpath.dirname(job["progress_file"]), "heartbeat")
-                           for job in pending if job.get("progress_file")))
-        if paths:
-            try:
-                self._low_level_execute_command("rm -f " + " ".join(shlex.quote(p) for p in paths))
-            except Exception:  # pylint: disable=broad-except
-                pass  # the heartbeat's timeout ends the jobs anyway
+    def _catch_signals(self):
+        """When ansible-playbook is interrupted it signals this worker (SIGINT, then SIGTERM)."""
+        def interrupted(signum, frame):
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, signal.SIG_IGN)  # one stop, not broken off by the second signal
+            raise Interrupted(signum)
+        try:
+            return dict((sig, signal.signal(sig, interrupted)) for sig in (signal.SIGTERM, signal.SIGINT))
+        except ValueError:  # not the main thread: the heartbeat's timeout still ends the jobs
+            display.vvv("codacy_db_wait: cannot handle signals here; the heartbeat's timeout ends the jobs")
+            return {}
 
-    def _wait(self, jobs, finished, task_vars, interval, timeout):
-        """Poll the jobs until all have finished, printing a progress line per interval."""
-        host = task_vars.get("inventory_hostname")
-        started = time.time()
-        while len(finished) < len(jobs):
-            pending = [job for job in jobs if job["jid"] not in finished]
-            state = self._execute_module(module_name="codacy.selfhosted.codacy_db_wait", task_vars=task_vars,
-                                         module_args=dict(self._wait_args, _jobs=pending))
-            if state.get("failed"):
-                raise AnsibleActionFail("codacy_db_wait: %s" % state.get("msg"))
-            now, running = time.time(), []
-            for job, seen in zip(pending, state["jobs"]):
-                if seen["finished"]:
-                    finished[job["jid"]] = seen["result"]
-                    outcome = seen["result"].get("action") or "done"
-                    if seen["result"].get("failed"):
-                        outcome = "FAILED in phase %s" % seen["result"].get("phase", "?")
-                    display.display("[%s] %s: %s" % (host, job["name"], outcome))
-                else:
-                    running.append(describe(job["name"], seen["progress"], now))
+    def say(self, text):
+        display.display("[%s] %s" % (self.host, text))
+
+    # -- starting ----------------------------------------------------------------------------------
+    def _start(self, args):
+        """Start a background migration for every entry of `start`, in order (largest first)."""
+        run_dir = progress.RunDir(args["run_dir"])
+        migrate = dict((k, v) for k, v in (args.get("migrate") or {}).items() if v is not None)
+        slots = int(args.get("slots", 1))
+        heartbeat_timeout = max(60, self.interval * 6)
+        prepared = self._call(_mode="prepare", _run_dirs=[run_dir.path], _work_dir=migrate.get("work_dir"))
+        if prepared.get("waited"):
+            self.say("the migrations of an interrupted run ended first: %s" % ", ".join(prepared["waited"]))
+        self.jobs = [{"name": entry["name"], "target_name": entry.get("target_name") or entry["name"],
+                      "size": entry.get("size"), "position": int(entry["position"]),
+                      "progress_file": run_dir.progress_file(int(entry["position"])), "launched": False}
+                     for entry in args["start"]]
+        for job in self.jobs:
+            module_args = dict(migrate, database=job["name"], target_database=job["target_name"],
+                               progress_file=job["progress_file"],
+                               queue={"dir": run_dir.path, "slots": slots, "position": job["position"],
+                                      "heartbeat_timeout": heartbeat_timeout})
+            job["launched"] = True  # from now on an interrupt must stop it too
+            started = self._start_one(module_args, int(args.get("async_limit", 604800)))
+            if started.get("failed") or not started.get("ansible_job_id"):
+                self.done[job["name"]] = dict(started, failed=True, database=job["name"], phase="start",
+                                              msg="%s: the background migration did not start: %s"
+                                                  % (job["name"], started.get("msg")))
+                self.say("%s: FAILED to start" % job["name"])
+                continue
+            job.update(jid=started["ansible_job_id"], results_file=started.get("results_file"))
+            if time.time() - self.last_report >= self.interval:  # starting many can take a while
+                self._report(self._look(0))
+
+    def _start_one(self, module_args, async_limit):
+        """Run codacy_db_migrate in the background, as a task with `async` and `poll: 0` does."""
+        self._task.async_val = async_limit
+        try:
+            return self._execute_module(module_name=MIGRATE_MODULE, module_args=module_args, task_vars=self.task_vars,
+                                        wrap_async=True)
+        finally:
+            self._task.async_val = 0  # async_wrapper removes that job's files; ours are removed as usual
+
+    def _call(self, **module_args):
+        state = self._execute_module(module_name=WAIT_MODULE, task_vars=self.task_vars,
+                                     module_args=dict({"interval": self.interval, "_async_dir": self.async_dir},
+                                                      **module_args))
+        if state.get("failed"):
+            raise AnsibleActionFail("codacy_db_wait: %s" % state.get("msg"))
+        return state
+
+    # -- waiting -----------------------------------------------------------------------------------
+    def _look(self, interval):
+        """One look at the pending jobs (the module answers after `interval` s, or at once when one
+        finished); returns the host's clock."""
+        pending = [job for job in self.jobs if job["name"] not in self.done and job.get("launched", True)]
+        state = self._call(_jobs=[self._job_args(job) for job in pending], interval=interval)
+        for job, seen in zip(pending, state["jobs"]):
+            if seen.get("progress"):
+                self.states[job["name"]] = seen["progress"]
+            if seen["finished"]:
+                self.done[job["name"]] = seen["result"]
+                self.say(self._outcome(job, seen["result"]))
+        return state["now"]
+
+    @staticmethod
+    def _job_args(job):
+        return dict((key, job.get(key)) for key in ("name", "jid", "results_file", "progress_file"))
+
+    def _outcome(self, job, result):
+        if result.get("failed"):
+            return "%s: FAILED in phase %s" % (job["name"], result.get("phase") or "?")
+        verified = result.get("verified") or {}
+        figures = ", %s rows verified" % verified["rows"] if verified.get("equal") else ""
+        return "%s: %s in %s%s" % (job["name"], result.get("action") or "done",
+                                   duration((result.get("phases") or {}).get("total") or 0), figures)
+
+    def _wait(self, timeout):
+        """Until every job has finished, a progress line for the run and one per copying database."""
+        while len(self.done) < len(self.jobs):
+            self._report(self._look(self.interval))
+            if timeout and time.time() - self.began > timeout and len(self.done) < len(self.jobs):
+                raise AnsibleActionFail("codacy_db_wait: migrations still running after %d s: %s"
+                                        % (timeout, ", ".join(j["name"] for j in self.jobs if j["name"] not in self.done)))
+
+    def _report(self, now):
+        """The run's line, then one per database copying and one for those waiting for a slot."""
+        self.last_report = time.time()
+        pending = [job for job in self.jobs if job["name"] not in self.done]
+        if not pending:
+            return
+        # The run began when its first migration did (the host's clock, like `now`).
+        began = min([state.get("started") or state.get("phase_started") or now for state in self.states.values()]
+                    or [now])
+        self.say(run_line(self.jobs, self.states, self.done, began, now))
+        waiting = {"starting": [], "waiting for a slot": []}
+        for job in pending:
+            state = self.states.get(job["name"]) or {}
+            if state.get("phase") == "queued":
+                waiting["waiting for a slot"].append(job["name"])
+            elif state.get("phase") in (None, "starting"):
+                waiting["starting"].append(job["name"])
+            else:
+                self.say("  " + database_line(job["name"], state, now))
+        for what, names in sorted(waiting.items()):
+            if names:
+                self.say("  %s: %s" % (what, ", ".join(names)))
+
+    # -- stopping ----------------------------------------------------------------------------------
+    def _stop(self):
+        """Stop every started migration now, wait until each has ended (cleaning up after itself),
+        and say which databases were stopped."""
+        unstarted = [job["name"] for job in self.jobs if not job.get("launched", True)]
+        stopping = [job for job in self.jobs if job["name"] not in self.done and job.get("launched", True)]
+        for name in unstarted:
+            self.done[name] = {"failed": True, "database": name, "phase": "start", "msg": "%s: interrupted before "
+                               "it started; the next run migrates it" % name}
+        if stopping:
+            phases = dict((job["name"], (self.states.get(job["name"]) or {}).get("phase") or "starting")
+                          for job in stopping)
+            run_dirs = sorted(set(posixpath.dirname(job["progress_file"]) for job in stopping
+                                  if job.get("progress_file")))
+            interrupted = time.time()
+            self._signal(run_dirs, [(self.states.get(job["name"]) or {}).get("pid") for job in stopping])
+            try:  # then, in one module call: signal any other, wait until they ended, end their async_wrappers
+                # A job being started when the interrupt came shows up within seconds, or never ran.
+                state = self._call(_mode="stop", _run_dirs=run_dirs, _jobs=[self._job_args(job) for job in stopping],
+                                   interval=STOP_WITHIN, _unseen_grace=max(0.0, 3.0 - (time.time() - interrupted)))
+                for job, seen in zip(stopping, state["jobs"]):
+                    if seen["finished"]:
+                        self.done[job["name"]] = seen["result"]
+            except Exception:  # pylint: disable=broad-except
+                pass  # the connection may be going away too: without their heartbeat they end anyway
+            stopped = ["%s (in phase %s)" % (job["name"], phases[job["name"]]) for job in stopping
+                       if job["name"] in self.done]
+            running = [job["name"] for job in stopping if job["name"] not in self.done]
+            if stopped:
+                self._tell("interrupted: stopped the migrations of %s; the next run resumes them" % ", ".join(stopped))
             if running:
-                display.display("[%s] %s" % (host, " | ".join(running)))
-                if timeout and now - started > timeout:
-                    raise AnsibleActionFail("codacy_db_wait: migrations still running after %d s: %s"
-                                            % (timeout, ", ".join(running)))
+                self._tell("interrupted: %s did not stop within %d s; without their heartbeat they end by "
+                           "themselves within a minute" % (", ".join(running), STOP_WITHIN))
+        if unstarted:
+            self._tell("interrupted: %s not started; the next run migrates them" % ", ".join(unstarted))
+
+    def _signal(self, run_dirs, pids):
+        """At once, with one shell command (no module to transfer): remove the heartbeat and send
+        SIGTERM to the migrations whose process ids the last look saw (if they still run one)."""
+        command = "rm -f %s" % " ".join(shlex.quote(posixpath.join(path, "heartbeat")) for path in run_dirs)
+        for pid in sorted(set(int(pid) for pid in pids if pid)):
+            command += "; grep -qs codacy_db_migrate /proc/%d/cmdline && kill -TERM %d" % (pid, pid)
+        try:
+            self._low_level_execute_command(command + "; true")
+        except Exception:  # pylint: disable=broad-except
+            pass  # the module call that follows, or the heartbeat's timeout, ends them
+
+    def _tell(self, text):
+        """Print even while ansible-playbook shuts down (see controller_output)."""
+        line = "[%s] %s" % (self.host, text)
+        if self.out is not None:
+            try:
+                os.write(self.out, (line + "\n").encode("utf-8", "replace"))
+                return
+            except OSError:
+                pass
+        display.display(line)

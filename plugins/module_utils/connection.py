@@ -49,15 +49,56 @@ def endpoint_argument_spec():
     ))
 
 
+def forget_module_file(module):
+    """Remove the file Ansible ran this module from (`AnsiballZ_<module>.py` in the task's remote
+    temporary directory), which holds the module's arguments, passwords included: once Python has
+    read it, nothing needs it, and a run interrupted before Ansible's own cleanup (or a background
+    migration, whose file stays for hours) would leave the passwords on disk. Kept when Ansible is
+    told to keep remote files (ANSIBLE_KEEP_REMOTE_FILES); absent with pipelining."""
+    tmpdir = getattr(module, "_tmpdir", None)
+    if not tmpdir or getattr(module, "_keep_remote_files", False):
+        return
+    try:
+        os.unlink(os.path.join(tmpdir, "AnsiballZ_%s.py" % module._name.rsplit(".", 1)[-1]))
+    except (OSError, AttributeError):
+        pass
+
+
+def endpoint_problems(options, name):
+    """Why the server dict `options`, given as `name` (`source`, or a role's `db_migration_source`),
+    cannot be used: one sentence per problem, empty when it can. Only what can be told from the
+    values themselves (files are checked where they are read)."""
+    if not isinstance(options, dict):
+        return ["%s must be a dict with host, port, user, password, sslmode and sslrootcert (got %r)" % (name, options)]
+    problems = []
+    for key, what in (("host", "the server's host name or address"), ("user", "the role to connect as")):
+        value = options.get(key)
+        if value is None or not str(value).strip():
+            problems.append("%s.%s is %s: set it to %s" % (name, key, "missing" if value is None else "empty", what))
+        elif "\x00" in str(value):
+            problems.append("%s.%s must not contain NUL characters" % (name, key))
+    port = options.get("port")
+    try:
+        if port is not None and not 1 <= int(port) <= 65535:
+            raise ValueError(port)
+    except (TypeError, ValueError):
+        problems.append("%s.port must be between 1 and 65535 (got %s)" % (name, port))
+    if options.get("password") is not None and "\x00" in str(options["password"]):
+        problems.append("%s.password must not contain NUL characters" % name)
+    return problems
+
+
 class ConnectionProblem(Exception):
     """A connection failed; str() is the message for the user (never contains a password)."""
 
 
 class Endpoint:
-    """One side of the migration: `source` or `target` option of the module."""
+    """One side of the migration: `source` or `target` option of the module. `label` is the name
+    messages give the option (the role's `db_migration_source`); `role` by default."""
 
-    def __init__(self, role, options, connect_timeout=10):
+    def __init__(self, role, options, connect_timeout=10, label=None):
         self.role = role
+        self.label = label or role
         self.host = options["host"]
         self.port = int(options["port"])
         self.user = options["user"]
@@ -115,22 +156,22 @@ class Endpoint:
             return "%s database %r does not exist on %s" % (self.role, dbname, self.address)
         if "could not translate host name" in lowered or "name or service not known" in lowered:
             return ("%s host %r cannot be resolved: check %s.host (%s)"
-                    % (self.role, self.host, self.role, detail))
+                    % (self.role, self.host, self.label, detail))
         if "password authentication failed" in lowered or "no password supplied" in lowered:
             return ("%s authentication failed for %s: check %s.user and %s.password"
-                    % (self.role, self.who, self.role, self.role))
+                    % (self.role, self.who, self.label, self.label))
         if "pg_hba.conf" in lowered:
             return ("%s server %s refuses %s for database %r (pg_hba.conf): allow this client "
                     "host there, or check %s.sslmode (%s)"
-                    % (self.role, self.address, self.user, dbname, self.role, detail))
+                    % (self.role, self.address, self.user, dbname, self.label, detail))
         if "ssl" in lowered or "certificate" in lowered:
             return ("%s server %s: TLS failed with sslmode=%s: check %s.sslmode and %s.sslrootcert (%s)"
-                    % (self.role, self.address, self.sslmode, self.role, self.role, detail))
+                    % (self.role, self.address, self.sslmode, self.label, self.label, detail))
         if "timeout" in lowered or "timed out" in lowered:
             return ("%s server %s did not answer within %ss: check %s.host, %s.port and the network (%s)"
-                    % (self.role, self.address, self.connect_timeout, self.role, self.role, detail))
+                    % (self.role, self.address, self.connect_timeout, self.label, self.label, detail))
         return ("%s server %s is unreachable: is it running and are %s.host and %s.port right? (%s)"
-                % (self.role, self.address, self.role, self.role, detail))
+                % (self.role, self.address, self.label, self.label, detail))
 
 
 def _passfile_field(value):

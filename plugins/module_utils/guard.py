@@ -11,6 +11,8 @@ waits for it any more, and it never leaves pg_dump or pg_restore behind.
   thread; if that is stuck (a query on a stalled network), it stops the children, runs the
   abort callback (remove the dump, print the failure) and exits the process.
 - Children run in their own process group, registered here, and get SIGKILL if we die.
+- Its private directory (dump, passfile) is claimed with a lock the kernel releases if it is
+  killed before its cleanup (kill -9, the OOM killer): the next run removes such a directory.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -18,11 +20,17 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import ctypes
+import fcntl
+import glob
 import os
+import shutil
 import signal
 import subprocess
 import threading
 import time
+
+PRIVATE_PREFIX = "codacy_db_migrate-"
+CLAIM = ".claimed"
 
 
 class Interrupted(BaseException):
@@ -158,10 +166,10 @@ class Guard:
             try:
                 age = time.time() - os.stat(self.heartbeat_file).st_mtime
             except OSError:
-                age = None
-            if age is None or age > self.heartbeat_timeout:
+                return "the run that started this background migration was interrupted (it removed its heartbeat)"
+            if age > self.heartbeat_timeout:
                 return ("the controller stopped waiting for this background migration (no heartbeat for %d s: "
-                        "ansible-playbook interrupted?)" % self.heartbeat_timeout)
+                        "ansible-playbook killed?)" % age)
         if self.deadline and time.time() > self.deadline:
             return "the migration did not finish within its time limit of %d s (timeout)" % self.time_limit
         return None
@@ -221,3 +229,30 @@ class Guard:
                 stop_group(proc)
                 self.children.discard(proc)
         return [proc.returncode for proc in procs], time.time() - started
+
+
+def claim(directory):
+    """Hold a private directory for as long as this process lives; returns the handle to keep. The
+    claim appears already locked (renamed into place), so it is never seen unheld while alive."""
+    unnamed = os.path.join(directory, "%s.%d" % (CLAIM, os.getpid()))
+    handle = open(unnamed, "w")
+    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    os.rename(unnamed, os.path.join(directory, CLAIM))
+    return handle
+
+
+def remove_abandoned(work_dir):
+    """Remove the private directories in `work_dir` of migrations killed before their cleanup: their
+    claim is still there but nobody holds it. (A kept dump has no claim left; a live run holds its
+    own.) Returns the directories removed."""
+    removed = []
+    for path in glob.glob(os.path.join(work_dir, PRIVATE_PREFIX + "*")):
+        claimed = os.path.join(path, CLAIM)
+        try:
+            with open(claimed) as handle:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                shutil.rmtree(path, ignore_errors=True)
+                removed.append(path)
+        except OSError:
+            continue  # no claim (a kept dump), or its process still holds it
+    return removed

@@ -43,12 +43,12 @@ def read_latest(conn):
             return None
         cur.execute(sql.SQL(
             "SELECT id, state, action, source, source_fingerprint, target_fingerprint, tool_version,"
-            " started_at::text, finished_at::text FROM {} ORDER BY id DESC LIMIT 1").format(_table()))
+            " started_at::text, finished_at::text, details FROM {} ORDER BY id DESC LIMIT 1").format(_table()))
         row = cur.fetchone()
     if row is None:
         return None
     keys = ("id", "state", "action", "source", "source_fingerprint", "target_fingerprint",
-            "tool_version", "started_at", "finished_at")
+            "tool_version", "started_at", "finished_at", "details")
     return dict(zip(keys, row))
 
 

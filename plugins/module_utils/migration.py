@@ -26,7 +26,8 @@ import time
 from ansible_collections.codacy.selfhosted.plugins.module_utils import (
     catalog, dbprops, fingerprint, guard, marker, pgtools, progress, verify)
 from ansible_collections.codacy.selfhosted.plugins.module_utils.connection import (
-    ConnectionProblem, Endpoint, child_environment, write_passfile)
+    ConnectionProblem, Endpoint, child_environment, endpoint_problems, write_passfile)
+from ansible_collections.codacy.selfhosted.plugins.module_utils.progress import dir_size
 from ansible_collections.codacy.selfhosted.plugins.module_utils.version import COLLECTION_VERSION
 
 
@@ -39,51 +40,49 @@ class Failure(Exception):
         self.action = action
 
 
-def validate(params, probe_write=True):
-    """Problems with the options, as sentences naming the option, the value and what to do."""
+def validate(params, probe_write=True, name=None):
+    """Problems with the options, as sentences naming the option, the value and what to do.
+
+    Options that `params` lacks are not checked (the preflight has no `database`). `name` turns an
+    option's name into the one the user wrote (the role's `db_migration_jobs` for `jobs`)."""
+    name = name or (lambda option: option)
     problems = []
     for option in ("database", "target_database"):
-        value = params[option]
+        value = params.get(option)
         if value is not None and (value == "" or "\x00" in value):
-            problems.append("%s must be a non-empty database name without NUL characters (got %r)" % (option, value))
+            problems.append("%s must be a non-empty database name without NUL characters (got %r)" % (name(option), value))
     for side in ("source", "target"):
         endpoint = params[side]
-        if not 1 <= endpoint["port"] <= 65535:
-            problems.append("%s.port must be between 1 and 65535 (got %d)" % (side, endpoint["port"]))
-        for key in ("host", "user"):
-            if not endpoint[key] or "\x00" in endpoint[key]:
-                problems.append("%s.%s must not be empty (got %r)" % (side, key, endpoint[key]))
-        if endpoint["sslrootcert"] and not os.path.isfile(endpoint["sslrootcert"]):
+        problems.extend(endpoint_problems(endpoint, name(side)))
+        if endpoint.get("sslrootcert") and not os.path.isfile(endpoint["sslrootcert"]):
             problems.append("%s.sslrootcert %s is not a readable file: give the path of the CA bundle"
-                            % (side, endpoint["sslrootcert"]))
-        if endpoint["password"] is not None and "\x00" in endpoint["password"]:
-            problems.append("%s.password must not contain NUL characters" % side)
+                            % (name(side), endpoint["sslrootcert"]))
     if params["jobs"] < 1 or params["jobs"] > 64:
-        problems.append("jobs must be between 1 and 64 (got %d): use about the number of CPU cores of the "
-                        "servers, e.g. 2 or 4" % params["jobs"])
+        problems.append("%s must be between 1 and 64 (got %d): use about the number of CPU cores of the "
+                        "servers, e.g. 2 or 4" % (name("jobs"), params["jobs"]))
     for option in ("connect_timeout", "timeout"):
-        if params[option] < 0:
-            problems.append("%s must be 0 or more seconds (got %d)" % (option, params[option]))
+        if params.get(option, 0) < 0:
+            problems.append("%s must be 0 or more seconds (got %d)" % (name(option), params[option]))
     queue = params.get("queue")
     if queue and (queue["slots"] < 1 or queue["position"] < 0):
         problems.append("queue.slots must be at least 1 and queue.position 0 or more (got %d and %d)"
                         % (queue["slots"], queue["position"]))
     for schema in params["schemas"]:
         if not schema or "\x00" in schema:
-            problems.append("schemas must hold non-empty schema names (got %r)" % (schema,))
-    problem = work_dir_problem(params["work_dir"], probe_write)
+            problems.append("%s must hold non-empty schema names (got %r)" % (name("schemas"), schema))
+    problem = work_dir_problem(params["work_dir"], probe_write, name("work_dir"))
     if problem:
         problems.append(problem)
     return problems
 
 
-def work_dir_problem(work_dir, probe_write=True):
+def work_dir_problem(work_dir, probe_write=True, option="work_dir"):
     """A sentence when work_dir cannot hold dumps, else None. With probe_write it is proven
     writable by making and removing a directory in it (permission bits do not tell for root,
     read-only mounts or immutable directories)."""
     if not os.path.isdir(work_dir):
-        return ("work_dir %s %s: create it, or choose a directory with room for the dump"
-                % (work_dir, "is not a directory" if os.path.exists(work_dir) else "does not exist"))
+        return ("%s %s %s: create it, or choose a directory with room for the dump"
+                % (option, work_dir, "is not a directory" if os.path.exists(work_dir) else "does not exist"))
     if probe_write:
         try:
             os.rmdir(tempfile.mkdtemp(prefix=".codacy_db_migrate-probe-", dir=work_dir))
@@ -92,7 +91,7 @@ def work_dir_problem(work_dir, probe_write=True):
             pass
     elif os.access(work_dir, os.W_OK | os.X_OK):
         return None
-    return "work_dir %s is not writable by this user: choose a writable directory" % work_dir
+    return "%s %s is not writable by this user: choose a writable directory" % (option, work_dir)
 
 
 def same_database(source_info, target_info, source, target, database, target_database):
@@ -237,17 +236,6 @@ def restore_pass(toc_line):
     return 0
 
 
-def dir_size(path):
-    total = 0
-    for root, _dirs, files in os.walk(path):
-        for name in files:
-            try:
-                total += os.path.getsize(os.path.join(root, name))
-            except OSError:
-                pass
-    return total
-
-
 def pattern(name):
     """An exact-name pattern for pg_dump --schema (its patterns fold case and treat * ? as wildcards)."""
     return '"%s"' % name.replace('"', '""')
@@ -285,6 +273,7 @@ class Migration:
     # -- helpers ---------------------------------------------------------------------------------
     def timed(self, phase, func, *args):
         self.phase = phase
+        self.progress.update(phase=phase)
         started = time.time()
         try:
             return func(*args)
@@ -419,15 +408,12 @@ class Migration:
                     for argv in (first, second) if argv]
         self.commands.append(" | ".join(" ".join(shlex.quote(a) for a in argv) for argv, _log in commands))
         log_path = commands[-1][1]
-        self.progress.update(phase=phase, total=total, done=0 if total else None)
-
-        def on_poll():
-            fields = {"done": progress.count_lines(log_path, done_pattern)} if done_pattern else {}
-            if phase == "dump":
-                fields["bytes"] = dir_size(self.private_dir)
-            self.progress.update(**fields)
-
-        returncodes, _seconds = self.timed(phase, self.guard.run_pipeline, commands, env, on_poll)
+        self.progress.update(phase=phase, **({"tables_total": total} if total else {}))
+        self.meter.follow(log_path, done_pattern)
+        dump_dir = self.private_dir if phase == "dump" and self.params["data_path"] == "directory" else None
+        returncodes, _seconds = self.timed(phase, self.guard.run_pipeline, commands, env,
+                                           lambda: self.meter.poll(dump_dir=dump_dir))
+        self.meter.poll(force=True, dump_dir=dump_dir)
         failed = [(argv, log, code) for (argv, log), code in zip(commands, returncodes) if code != 0]
         if not failed:
             return
@@ -460,6 +446,9 @@ class Migration:
             snapshot_id = cur.fetchone()[0]
         tables = len(catalog.fetchall(snap, verify.TABLES_SQL, {"skip": marker.SCHEMA,
                                                                 "schemas": self.schemas or None}))
+        self.meter = progress.Meter(self.progress, self.tgt, self.target_info["major"], marker.SCHEMA,
+                                    self.source_db["size"])
+        self.meter.totals(**progress.source_totals(snap, marker.SCHEMA, self.schemas))
         if self.params["data_path"] == "directory":
             run_id = self.copy_through_directory(action, env, snapshot_id, tables)
         else:
@@ -632,6 +621,7 @@ class Migration:
     def run(self):
         started = time.time()
         try:
+            self.still_wanted()
             self.timed("connect", self.connect_both)
             # One run at a time per target database; the lock is held until our connection closes.
             if not self.check_mode and not marker.try_lock(self.tgt):
@@ -648,12 +638,17 @@ class Migration:
             if action == "refused":
                 raise Failure("inspect", reasons[0], action)
             self.result["changed"] = action != "unchanged"
+            if action == "unchanged":
+                # What the copy was verified with when it was made (tables and rows), for the report.
+                self.result["verified"].update(((self.record.get("details") or {}).get("verified") or {}),
+                                               copied_at=self.record["finished_at"])
             if action == "unchanged" or self.check_mode:
                 return self.result
             with self.make_guard():
                 self.wait_for_slot()
                 self.guard.start_clock()
-                self.private_dir = tempfile.mkdtemp(prefix="codacy_db_migrate-", dir=self.params["work_dir"])
+                self.private_dir = tempfile.mkdtemp(prefix=guard.PRIVATE_PREFIX, dir=self.params["work_dir"])
+                self.claim = guard.claim(self.private_dir)  # released by the kernel if this process is killed
                 try:
                     self.copy(action)
                 finally:
@@ -665,6 +660,14 @@ class Migration:
                 self.queue.release()
             self.progress.update(phase="finished", finished=True, action=self.result["action"])
             self.close()
+
+    def still_wanted(self):
+        """A background run whose starter was interrupted (its heartbeat is gone) ends before it
+        connects; once it runs, the guard watches the heartbeat."""
+        queue = self.params.get("queue") or {}
+        if queue.get("heartbeat_timeout") and not os.path.exists(os.path.join(queue["dir"], "heartbeat")):
+            raise Failure("start", "%s: the run that started this migration was interrupted before it began; nothing "
+                          "was written" % self.database)
 
     def make_guard(self):
         """The guard of the writing part: signals, the run's time limit, and (for the role's

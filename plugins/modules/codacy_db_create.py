@@ -87,7 +87,7 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.codacy.selfhosted.plugins.module_utils import catalog
 from ansible_collections.codacy.selfhosted.plugins.module_utils.connection import (
-    HAS_PSYCOPG2, PSYCOPG2_IMPORT_ERROR, ConnectionProblem, Endpoint, endpoint_argument_spec)
+    HAS_PSYCOPG2, PSYCOPG2_IMPORT_ERROR, ConnectionProblem, Endpoint, endpoint_argument_spec, forget_module_file)
 
 try:
     from psycopg2 import sql
@@ -109,6 +109,7 @@ def main():
         ),
         supports_check_mode=True,
     )
+    forget_module_file(module)  # it holds the password
     if not HAS_PSYCOPG2:
         module.fail_json(msg=missing_required_lib("psycopg2"), exception=PSYCOPG2_IMPORT_ERROR)
     params = module.params

@@ -148,7 +148,9 @@ options:
   progress_file:
     description:
       - A file that the module keeps rewriting with its phase and how far it is (JSON), for a
-        caller that shows progress while the module runs in the background (the role does).
+        caller that shows progress while the module runs in the background (the role does), with the source's
+        size, rows and tables and how much of them the target has received, measured every few seconds with one
+        catalog query on the target. The fields are those of C(FIELDS) in the collection's C(module_utils/progress.py).
     type: path
   queue:
     description:
@@ -173,7 +175,9 @@ options:
         description:
           - End the migration (cleanly, leaving the copy marked unfinished) when the file C(heartbeat) in
             O(queue.dir) is older than this many seconds, meaning that whoever started this background
-            run stopped waiting for it (M(codacy.selfhosted.codacy_db_wait) touches it). V(0) disables it.
+            run stopped waiting for it (M(codacy.selfhosted.codacy_db_wait) touches it), or at once when it is
+            missing (the run that started it was interrupted; before connecting, the migration ends without
+            writing anything). V(0) disables it.
         type: int
         default: 0
 attributes:
@@ -269,7 +273,7 @@ reasons:
   returned: always
   type: list
   elements: str
-  sample: ["rows written in public.issue"]
+  sample: ["source: write activity in public.issue"]
 phase:
   description: The phase in which the run failed (C(validate), C(connect), C(inspect), C(dump), C(restore),
     C(properties), C(verify), C(analyze), C(record)).
@@ -304,7 +308,9 @@ tables:
   elements: dict
   sample: [{schema: public, table: issue, kind: table, source_rows: 1200, target_rows: 1200, equal: true}]
 verified:
-  description: Totals of the verification.
+  description:
+    - Totals of the verification.
+    - When RV(action=unchanged), those of the copy that is still current, made at C(copied_at).
   returned: always
   type: dict
   sample: {mode: counts, tables: 42, rows: 1234567, equal: true}
@@ -331,7 +337,7 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.codacy.selfhosted.plugins.module_utils import guard, pgtools
 from ansible_collections.codacy.selfhosted.plugins.module_utils.connection import (
-    HAS_PSYCOPG2, PSYCOPG2_IMPORT_ERROR, ConnectionProblem, endpoint_argument_spec)
+    HAS_PSYCOPG2, PSYCOPG2_IMPORT_ERROR, ConnectionProblem, endpoint_argument_spec, forget_module_file)
 from ansible_collections.codacy.selfhosted.plugins.module_utils.migration import Failure, Migration, validate
 
 ARGUMENT_SPEC = dict(
@@ -386,6 +392,7 @@ def failure(migration, exc):
 
 def main():
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+    forget_module_file(module)  # it holds the passwords
     if not HAS_PSYCOPG2:
         module.fail_json(msg=missing_required_lib("psycopg2"), exception=PSYCOPG2_IMPORT_ERROR)
     problems = validate(module.params, probe_write=not module.check_mode)

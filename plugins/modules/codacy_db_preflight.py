@@ -36,10 +36,11 @@ options:
   databases:
     description:
       - The databases to migrate. An item is a name, or a dict with C(name) (on the source) and
-        C(target_name) (on the target, default the same).
+        C(target_name) (on the target, default the same). A listed database that the source lacks is a problem.
+      - When omitted, every one of Codacy's eight databases (C(accounts), C(analysis), C(filestore), C(jobs),
+        C(metrics), C(results), C(listener), C(crow)) that exists on the source; RV(codacy_databases) says which.
     type: list
     elements: raw
-    required: true
   admin_roles:
     description:
       - Roles whose members count as administrators where the user is not C(SUPERUSER).
@@ -94,6 +95,17 @@ options:
     description: Seconds to wait for each connection.
     type: int
     default: 10
+  timeout:
+    description: The time limit the migrations will have (see M(codacy.selfhosted.codacy_db_migrate)); only checked here.
+    type: int
+    default: 0
+  names_prefix:
+    description:
+      - Prefix of the option names that messages give, so that they name what the caller wrote. The role
+        C(codacy.selfhosted.db_migration) sets V(db_migration_), so that a problem with O(jobs) names
+        C(db_migration_jobs).
+    type: str
+    default: ""
   fail_on_problems:
     description:
       - Fail when a problem is found. With V(false) the problems are only returned in RV(problems),
@@ -138,8 +150,14 @@ databases:
     - {name: results, target_name: results, size: 1073741824, estimated_dump_bytes: 734003200, encoding: UTF8,
        lc_collate: en_US.UTF-8, lc_ctype: en_US.UTF-8, owner: codacy, target_exists: false, target_owner: codacy,
        extensions: [pg_trgm], position: 0, action: migrated, reasons: [the target database will be created]}
+codacy_databases:
+  description: When O(databases) is omitted, which of Codacy's eight databases the source has (C(found)) and lacks
+    (C(missing)); V(null) when O(databases) is given.
+  returned: always
+  type: dict
+  sample: {found: [accounts, analysis, filestore, jobs, metrics, results], missing: [listener, crow]}
 unlisted:
-  description: Databases on the source that are not listed (other than templates and maintenance databases).
+  description: Databases on the source that are not migrated (other than templates and maintenance databases).
   returned: always
   type: list
   elements: str
@@ -149,6 +167,22 @@ versions:
   returned: when connected
   type: dict
   sample: {client: "17.2", source_server: "13.16", target_server: "17.2"}
+shared:
+  description:
+    - What the migration needs of what other migrations run at the same time may share with it, for a caller
+      that adds them up (the role does, across its installations). C(machine) identifies this host; C(work_dir)
+      has the file system's C(device), C(free) bytes and the bytes the dumps C(needed) (0 with O(data_path=stream));
+      C(servers) has, for the source and the target, an C(id) (the system identifier, the same whatever name
+      reaches the server), the connections the server has C(room) for and those C(needed).
+  returned: when connected
+  type: dict
+  sample:
+    machine: 3f1c9a0d2b7e4410a2c1
+    work_dir: {path: /var/tmp, device: 2049, free: 53687091200, needed: 0}
+    servers:
+      - {role: source, address: "10.0.0.5:5432", id: "7301234567890123456", room: 290, needed: 15}
+      - {role: target, address: "codacy.abc.rds.amazonaws.com:5432", id: "started 2026-11-30 08:00:01.123+00",
+         room: 180, needed: 15}
 privileges:
   description: How each user qualifies as administrator (C(superuser), C(member of rds_superuser), or C(none)).
   returned: when connected
@@ -157,13 +191,19 @@ privileges:
 """
 
 import os
+import re
+import socket
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.codacy.selfhosted.plugins.module_utils import catalog, fingerprint, pgtools
 from ansible_collections.codacy.selfhosted.plugins.module_utils.connection import (
-    HAS_PSYCOPG2, PSYCOPG2_IMPORT_ERROR, ConnectionProblem, Endpoint, endpoint_argument_spec)
-from ansible_collections.codacy.selfhosted.plugins.module_utils.migration import Failure, Migration, work_dir_problem
+    HAS_PSYCOPG2, PSYCOPG2_IMPORT_ERROR, ConnectionProblem, Endpoint, endpoint_argument_spec,
+    forget_module_file)
+from ansible_collections.codacy.selfhosted.plugins.module_utils.migration import Failure, Migration, validate
+
+# Codacy's databases, as current charts create them (the migration guide lists the first six).
+CODACY_DATABASES = ("accounts", "analysis", "filestore", "jobs", "metrics", "results", "listener", "crow")
 
 # Databases that managed services and PostgreSQL keep for themselves: never migrated, never warned about.
 SYSTEM_DATABASES = ("postgres", "template0", "template1", "rdsadmin", "azure_maintenance", "azure_sys",
@@ -173,7 +213,7 @@ SYSTEM_DATABASES = ("postgres", "template0", "template1", "rdsadmin", "azure_mai
 ARGUMENT_SPEC = dict(
     source=endpoint_argument_spec(),
     target=endpoint_argument_spec(),
-    databases=dict(type="list", elements="raw", required=True),
+    databases=dict(type="list", elements="raw"),
     admin_roles=dict(type="list", elements="str", default=["rds_superuser", "cloudsqlsuperuser", "azure_pg_admin"]),
     allow_active_sessions=dict(type="bool", default=False),
     work_dir=dict(type="path", default="/var/tmp"),
@@ -185,6 +225,8 @@ ARGUMENT_SPEC = dict(
     data_path=dict(type="str", default="stream", choices=["stream", "directory"]),
     maintenance_database=dict(type="str", default="postgres"),
     connect_timeout=dict(type="int", default=10),
+    timeout=dict(type="int", default=0),
+    names_prefix=dict(type="str", default=""),
     fail_on_problems=dict(type="bool", default=True),
 )
 
@@ -209,31 +251,50 @@ SELECT coalesce(sum(pg_table_size(c.oid)), 0) FROM pg_class c JOIN pg_namespace 
 """
 
 
-def normalize_databases(items):
-    """[{'name', 'target_name'}] from names or dicts; raises ValueError naming a bad item."""
+def normalize_databases(items, option="databases"):
+    """[{'name', 'target_name'}] from names or dicts; raises ValueError naming a bad item (and the
+    option, as `option`)."""
     plan, seen_targets = [], {}
     for given in items:
         item = {"name": given} if isinstance(given, str) else given
         if not isinstance(item, dict) or not isinstance(item.get("name"), str) or not item["name"].strip():
-            raise ValueError("databases: %r is neither a name nor a dict with a name: give e.g. `analysis` or "
-                             "`{name: analysis, target_name: codacy_analysis}`" % (item,))
+            raise ValueError("%s: %r is neither a name nor a dict with a name: give e.g. `analysis` or "
+                             "`{name: analysis, target_name: codacy_analysis}`" % (option, item))
         unknown = set(item) - {"name", "target_name"}
         if unknown:
-            raise ValueError("databases: %r has unknown keys %s (allowed: name, target_name)"
-                             % (item, ", ".join(sorted(unknown))))
+            raise ValueError("%s: %r has unknown %s %s (allowed: name, target_name)"
+                             % (option, item, plural(len(unknown), "key", "keys"), ", ".join(sorted(unknown))))
         target_name = item.get("target_name") or item["name"]
         if "\x00" in item["name"] + target_name:
-            raise ValueError("databases: %r contains a NUL character" % (item,))
+            raise ValueError("%s: %r contains a NUL character" % (option, item))
         if any(entry["name"] == item["name"] for entry in plan):
-            raise ValueError("databases: %s is listed twice" % item["name"])
+            raise ValueError("%s: %s is listed twice" % (option, item["name"]))
         if target_name in seen_targets:
-            raise ValueError("databases: %s and %s would both be migrated into target database %s"
-                             % (seen_targets[target_name], item["name"], target_name))
+            raise ValueError("%s: %s and %s would both be migrated into target database %s"
+                             % (option, seen_targets[target_name], item["name"], target_name))
         seen_targets[target_name] = item["name"]
         plan.append({"name": item["name"], "target_name": target_name})
     if not plan:
-        raise ValueError("databases is empty: list the databases to migrate (e.g. the six Codacy databases)")
+        raise ValueError("%s is empty: list the databases to migrate, or leave it unset for Codacy's databases"
+                         % option)
     return plan
+
+
+def plural(count, one, many):
+    return one if count == 1 else many
+
+
+def machine_id():
+    """This host, whatever name the inventory gives it (two installations may share it)."""
+    for path in ("/etc/machine-id", "/var/lib/dbus/machine-id"):
+        try:
+            with open(path) as handle:
+                value = handle.read().strip()
+        except OSError:
+            continue
+        if value:
+            return value
+    return socket.gethostname()
 
 
 def admin_status(conn, endpoint, admin_roles, needs_createdb=False):
@@ -266,10 +327,23 @@ class Preflight:
         self.module = module
         self.params = module.params
         timeout = self.params["connect_timeout"]
-        self.source = Endpoint("source", self.params["source"], timeout)
-        self.target = Endpoint("target", self.params["target"], timeout)
+        self.source = Endpoint("source", self.params["source"], timeout, self.name("source"))
+        self.target = Endpoint("target", self.params["target"], timeout, self.name("target"))
         self.problems, self.warnings = [], []
-        self.result = {"changed": False, "problems": self.problems, "databases": [], "unlisted": []}
+        self.result = {"changed": False, "problems": self.problems, "databases": [], "unlisted": [],
+                       "codacy_databases": None}
+
+    def name(self, option):
+        """The name the caller gave `option` (the role's db_migration_jobs for jobs)."""
+        return self.params["names_prefix"] + option
+
+    def in_callers_words(self, message):
+        """A message of the migration module, with the options it names as the caller named them."""
+        for option in ("force", "schemas"):
+            message = re.sub(r"\b%s: " % option, self.name(option) + ": ", message)
+        if self.params["names_prefix"]:
+            message = message.replace("Point target_database at", "Point its target_name in %s at" % self.name("databases"))
+        return message
 
     def connect(self, endpoint, dbname):
         try:
@@ -279,10 +353,17 @@ class Preflight:
             return None
 
     def run(self):
+        # The options first: servers are only asked once the options make sense.
+        self.problems.extend(validate(self.params, probe_write=not self.module.check_mode, name=self.name))
+        if self.params["concurrency"] < 1:
+            self.problems.append("%s must be at least 1 (got %d)" % (self.name("concurrency"), self.params["concurrency"]))
+        plan = None  # omitted: Codacy's databases, once the source says which it has
         try:
-            plan = normalize_databases(self.params["databases"])
+            if self.params["databases"] is not None:
+                plan = normalize_databases(self.params["databases"], self.name("databases"))
         except ValueError as exc:
             self.problems.append(str(exc))
+        if self.problems:
             return self.result
         maintenance = self.params["maintenance_database"]
         src = self.connect(self.source, maintenance)
@@ -296,9 +377,23 @@ class Preflight:
             tgt.close()
         return self.result
 
+    def codacy_databases(self, source_dbs):
+        """The plan when no databases are listed: Codacy's databases that the source has."""
+        found = [name for name in CODACY_DATABASES if name in source_dbs]
+        self.result["codacy_databases"] = {"found": found, "missing": [n for n in CODACY_DATABASES if n not in found]}
+        if not found:
+            self.problems.append("none of Codacy's databases (%s) exist on the source %s (it has: %s): list the "
+                                 "databases to migrate in %s"
+                                 % (", ".join(CODACY_DATABASES), self.source.address,
+                                    ", ".join(sorted(d for d in source_dbs if d not in SYSTEM_DATABASES)) or "none",
+                                    self.name("databases")))
+        return [{"name": name, "target_name": name} for name in found]
+
     def check(self, src, tgt, plan):
         source_info, target_info = catalog.server_info(src), catalog.server_info(tgt)
         source_dbs = dict((row[0], row[1:]) for row in catalog.fetchall(src, SOURCE_DATABASES_SQL))
+        if plan is None:
+            plan = self.codacy_databases(source_dbs)
         target_dbs = set(r[0] for r in catalog.fetchall(tgt, "SELECT datname FROM pg_database"))
         target_roles = set(r[0] for r in catalog.fetchall(tgt, "SELECT rolname FROM pg_roles"))
         missing_on_target = [e for e in plan if e["target_name"] not in target_dbs]
@@ -325,15 +420,19 @@ class Preflight:
 
         absent = [e["name"] for e in plan if e["name"] not in source_dbs]
         if absent:
-            self.problems.append("databases %s do not exist on the source %s (it has: %s): fix db_migration_databases"
-                                 % (", ".join(absent), self.source.address,
-                                    ", ".join(sorted(d for d in source_dbs if d not in SYSTEM_DATABASES)) or "none"))
+            self.problems.append("%s %s %s on the source %s (it has: %s): fix %s"
+                                 % (plural(len(absent), "database", "databases"), ", ".join(absent),
+                                    plural(len(absent), "does not exist", "do not exist"), self.source.address,
+                                    ", ".join(sorted(d for d in source_dbs if d not in SYSTEM_DATABASES)) or "none",
+                                    self.name("databases")))
         listed = set(e["name"] for e in plan)
         self.result["unlisted"] = sorted(d for d in source_dbs if d not in listed and d not in SYSTEM_DATABASES)
         if self.result["unlisted"]:
-            self.warnings.append("databases on the source that are not migrated: %s (current Codacy charts also "
-                                 "use listener and crow; add them to the list if they hold data you need)"
-                                 % ", ".join(self.result["unlisted"]))
+            self.warnings.append("%s on the source that %s not migrated: %s (list %s in %s if %s data you need)"
+                                 % (plural(len(self.result["unlisted"]), "database", "databases"),
+                                    plural(len(self.result["unlisted"]), "is", "are"), ", ".join(self.result["unlisted"]),
+                                    plural(len(self.result["unlisted"]), "it", "them"), self.name("databases"),
+                                    plural(len(self.result["unlisted"]), "it holds", "they hold")))
 
         available = set(r[0] for r in catalog.fetchall(tgt, "SELECT name FROM pg_available_extensions"))
         entries = []
@@ -353,6 +452,28 @@ class Preflight:
         self.result["databases"] = entries
         self.check_space(entries)
         self.check_connection_room(src, tgt)
+        self.result["shared"] = self.shared_needs(((self.source, src, source_info), (self.target, tgt, target_info)),
+                                                  entries)
+
+    def shared_needs(self, sides, entries):
+        """What this migration needs of what other migrations of the same run (the role's other
+        installations) may share with it: the file system of the work directory on this host, and
+        each server's connections. The role adds them up across installations."""
+        copying = [e for e in entries if e.get("action") != "unchanged"]
+        slots = min(self.params["concurrency"], len(copying))
+        work_dir = self.params["work_dir"]
+        stat = os.statvfs(work_dir)
+        dumps = sorted((e.get("estimated_dump_bytes", 0) for e in copying), reverse=True)[:slots]
+        servers = []
+        for endpoint, conn, info in sides:
+            room = catalog.fetchall(conn, catalog.CONNECTION_ROOM_SQL)[0][0]
+            servers.append({"role": endpoint.role, "address": endpoint.address, "room": room,
+                            "needed": slots * (self.params["jobs"] + 3),
+                            # the same server whatever name reaches it (start time where the identifier is hidden)
+                            "id": info["system_identifier"] or "started %s" % info.get("started")})
+        return {"machine": machine_id(), "servers": servers,
+                "work_dir": {"path": work_dir, "device": os.stat(work_dir).st_dev, "free": stat.f_bavail * stat.f_frsize,
+                             "needed": sum(dumps) if self.params["data_path"] == "directory" else 0}}
 
     def decide(self, entry):
         """The action the migration module will take for this database, decided by the module's own
@@ -367,9 +488,12 @@ class Preflight:
         try:
             result = migration.run()
             entry.update(action=result["action"], reasons=result["reasons"])
+            if result["action"] == "unchanged":
+                entry["verified"] = result["verified"]  # of the copy that stays
         except (Failure, ConnectionProblem, pgtools.ToolProblem) as exc:
-            entry.update(action="refused", reasons=[str(exc)])
-            self.problems.append("%s: %s" % (entry["name"], exc))
+            reason = self.in_callers_words(str(exc))
+            entry.update(action="refused", reasons=[reason])
+            self.problems.append("%s: %s" % (entry["name"], reason))
 
     def check_clients(self, source_info):
         try:
@@ -409,11 +533,7 @@ class Preflight:
                                      "db_migration_allow_active_sessions: true for a trial run")
 
     def check_space(self, entries):
-        work_dir = self.params["work_dir"]
-        problem = work_dir_problem(work_dir, probe_write=not self.module.check_mode)
-        if problem:
-            self.problems.append(problem)
-            return
+        work_dir = self.params["work_dir"]  # checked by validate()
         if self.params["data_path"] == "stream":
             return  # the data does not touch the disk
         stat = os.statvfs(work_dir)
@@ -421,29 +541,30 @@ class Preflight:
         largest = sorted((e.get("estimated_dump_bytes", 0) for e in entries), reverse=True)
         needed = sum(largest[:max(1, self.params["concurrency"])])
         if needed > free:
-            self.problems.append("work_dir %s has %s free but the dumps of the %d largest databases need about %s: "
-                                 "free some space, choose another work_dir, or lower the concurrency"
-                                 % (work_dir, human(free), min(len(largest), self.params["concurrency"]), human(needed)))
+            self.problems.append("%s %s has %s free but the dumps of the %d largest databases need about %s: "
+                                 "free some space, choose another %s, or lower %s"
+                                 % (self.name("work_dir"), work_dir, human(free), min(len(largest), self.params["concurrency"]),
+                                    human(needed), self.name("work_dir"), self.name("concurrency")))
 
     def check_connection_room(self, src, tgt):
         # Per database at most: pg_dump/pg_restore workers and their leader, and the module's own
         # two connections; every database in the queue's slots at once. (Each database's own
         # connection limit is checked by the migration module's decision.)
         needed = self.params["concurrency"] * (self.params["jobs"] + 3)
-        what = "concurrency %d x (jobs %d + 3)" % (self.params["concurrency"], self.params["jobs"])
+        what = "%s %d x (%s %d + 3)" % (self.name("concurrency"), self.params["concurrency"], self.name("jobs"),
+                                        self.params["jobs"])
         for endpoint, conn in ((self.source, src), (self.target, tgt)):
             shortfall = catalog.connection_shortfall(conn, endpoint, needed, what)
             if shortfall:
-                self.problems.append(shortfall.replace("lower jobs", "lower db_migration_jobs or db_migration_concurrency"))
+                instead = "lower %s or %s" % (self.name("jobs"), self.name("concurrency"))
+                self.problems.append(shortfall.replace("lower jobs", instead))
 
 
 def main():
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+    forget_module_file(module)  # it holds the passwords
     if not HAS_PSYCOPG2:
         module.fail_json(msg=missing_required_lib("psycopg2"), exception=PSYCOPG2_IMPORT_ERROR)
-    for option in ("concurrency", "jobs"):
-        if module.params[option] < 1:
-            module.fail_json(msg="%s must be at least 1 (got %d)" % (option, module.params[option]))
     preflight = Preflight(module)
     result = preflight.run()
     for warning in preflight.warnings:

@@ -105,6 +105,35 @@ def processes(name, needle):
     return found
 
 
+def processes_with(needle):
+    """pids of running processes whose command line contains `needle` (not this one)."""
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % pid, "rb") as handle:
+                if needle.encode() in handle.read():
+                    found.append(int(pid))
+        except OSError:
+            continue
+    return found
+
+
+def processes_of_home(home, needle):
+    """pids of running processes started with HOME=`home` whose command line contains `needle` (the
+    modules, async wrappers and clients that one ansible-playbook run with a HOME of its own started)."""
+    found = []
+    for pid in processes_with(needle):
+        try:
+            with open("/proc/%d/environ" % pid, "rb") as handle:
+                if ("HOME=%s" % home).encode() in handle.read().split(b"\0"):
+                    found.append(pid)
+        except OSError:
+            continue
+    return found
+
+
 def holders(path):
     """pids of processes with a file or their working directory under `path` (a module still
     running there, or a child it left behind)."""

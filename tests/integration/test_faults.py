@@ -2,19 +2,18 @@
 source, a target that is untouched or marked unfinished, no dump directory, passfile or child
 process left behind, and a next run that finishes the job."""
 
-import json
 import os
 import re
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
 
 from tests.integration.conftest import PASSWORD, module_args, succeeded
 from tests.integration.features import (
-    add_bulk, create_database, create_feature_database, execute, holders, processes, restoring, wait_for)
+    add_bulk, create_database, create_feature_database, execute, holders, processes, processes_of_home, restoring,
+    wait_for)
 from tests.support.compare import compare, diff, snapshot
 from tests.support.pgserver import PgServer
 from tests.support.proxy import StallingProxy
@@ -243,42 +242,6 @@ def test_too_few_connections_on_the_target(source, dbname, run_module, work_dir)
         assert execute(small_target, dbname, "SELECT to_regnamespace('codacy_migration')")[0][0] is None
 
 
-def test_role_interrupted_during_the_restore_ends_its_background_jobs(source, target, dbname, tmp_path):
-    """The role runs migrations in the background; when ansible-playbook is interrupted they
-    notice (the heartbeat stops) and end with their cleanup."""
-    from tests.integration.test_role import Play
-    create_feature_database(source, "analysis")
-    add_bulk(source, "analysis", rows=3000000)
-    before = snapshot(source.params(), "analysis")
-    play = Play(tmp_path, source, target)
-    variables = dict(play.vars, db_migration_databases=["analysis"])
-    vars_file = str(tmp_path / "vars-async.json")
-    with open(vars_file, "w") as handle:
-        json.dump(variables, handle)
-    os.chmod(vars_file, 0o600)
-    from tests.integration.conftest import ansible_env
-    from tests.integration.test_role import PLAYBOOK
-    proc = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", play.inventory,
-                             "-e", "@" + vars_file, PLAYBOOK], env=ansible_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, cwd=str(tmp_path))
-    # Interrupt while the role waits for the background migration and it restores.
-    for line in proc.stdout:
-        if line.startswith("[localhost] analysis: restore"):
-            break
-    wait_for(lambda: restoring(target, "analysis"), timeout=300, what="the restore to start")
-    proc.send_signal(signal.SIGINT)
-    proc.communicate(timeout=120)
-    wait_for(lambda: not processes("pg_restore", "dbname=analysis"), timeout=120,
-             what="the background migration to notice and end")
-    wait_for(lambda: not [d for d in os.listdir(str(play.work_dir)) if d.startswith("codacy_db_migrate-")],
-             timeout=30, what="the dump directory to be removed")
-    assert snapshot(source.params(), "analysis") == before
-    assert marker_states(target, "analysis") == ["in_progress"]
-    again = play(db_migration_databases=["analysis"])
-    assert again.returncode == 0, again.output
-    assert compare(source.params(), "analysis", target.params(), "analysis") == []
-
-
 def test_target_crash_after_the_copy_is_no_change(source, own_target, dbname, run_module, work_dir):
     """A crash (or failover) throws the target's statistics away; an untouched copy is still
     recognised as unchanged, and a copy written to after the crash is still refused."""
@@ -297,3 +260,28 @@ def test_target_crash_after_the_copy_is_no_change(source, own_target, dbname, ru
     refused = run_module(module_args(source, own_target, dbname, work_dir))
     assert refused["failed"] and refused["action"] == "refused", refused.get("msg")
     assert "changed since this module copied it" in refused["msg"]
+
+
+def test_background_job_killed_without_a_result(source, target, tmp_path):
+    """A background migration whose every process is killed (kill -9, the OOM killer) writes no
+    result: the role's wait ends with a failure naming it, never waits forever."""
+    from tests.integration.test_role import Play
+    create_feature_database(source, "metrics")
+    add_bulk(source, "metrics")
+    play = Play(tmp_path, source, target)
+    home = tmp_path / "home"  # a HOME of its own: the processes of this run are told by it
+    home.mkdir()
+    proc = play.popen(db_migration_databases=["metrics"], env={"HOME": str(home)})
+    wait_for(lambda: restoring(target, "metrics"), timeout=300, what="the restore to start")
+    started = time.time()
+    for pid in processes_of_home(str(home), "AnsiballZ_codacy_db_migrate"):
+        os.kill(pid, signal.SIGKILL)
+    out, _err = proc.communicate(timeout=120)
+    assert time.time() - started < 60, "the wait took %d s to notice" % (time.time() - started)
+    assert proc.returncode != 0
+    assert "metrics: the background migration ended without a result (its process is gone" in out, out[-3000:]
+    wait_for(lambda: not processes("pg_restore", "dbname=metrics"), timeout=30, what="pg_restore to end")
+    again = play(db_migration_databases=["metrics"])
+    assert again.returncode == 0, again.output
+    assert play.report_json()["databases"][0]["action"] == "resumed"
+    assert compare(source.params(), "metrics", target.params(), "metrics") == []

@@ -133,6 +133,18 @@ class TestRerun:
         result = run_module(module_args(source, target, migrated, work_dir))
         assert "source: write activity in public.issue" in result["reasons"]
 
+    def test_a_write_rolled_back_is_named_write_activity(self, source, target, migrated, run_module, work_dir):
+        """The write counters also count rolled-back writes: refreshing is right (conservative), but
+        the reason must not claim rows were written."""
+        conn = source.connect(migrated, autocommit=False)
+        with conn.cursor() as cur:
+            cur.execute("UPDATE account SET name = name || '!' WHERE id = 3")
+        conn.rollback()
+        conn.close()
+        result = succeeded(run_module(module_args(source, target, migrated, work_dir)), "refreshed")
+        assert "source: write activity in public.account" in result["reasons"], result["reasons"]
+        assert not any("rows written" in reason for reason in result["reasons"])
+
     def test_open_session_on_source_forces_a_refresh(self, source, target, migrated, run_module, work_dir):
         conn = source.connect(migrated)
         try:

@@ -54,7 +54,8 @@ def test_built_collection_installs_and_runs_the_playbook(tmp_path):
         write_private(variables, json.dumps({
             "db_migration_source": source.endpoint(), "db_migration_target": target.endpoint(),
             "db_migration_databases": ["accounts", "jobs"], "db_migration_work_dir": str(tmp_path),
-            "db_migration_report_path": str(tmp_path / "report.json")}))
+            "db_migration_report_path": str(tmp_path / "report.json"),
+            "db_migration_fleet_report_path": str(tmp_path / "fleet.json")}))
         inventory = str(tmp_path / "inventory.json")
         write_private(inventory, json.dumps({"all": {"hosts": {"localhost": {
             "ansible_connection": "local", "ansible_python_interpreter": sys.executable}}}}))

@@ -2,6 +2,7 @@
 
 import json
 import os
+import pwd
 import re
 import subprocess
 import sys
@@ -33,6 +34,9 @@ def six(servers):
     return servers
 
 
+UNSET = object()  # a variable override that removes the variable
+
+
 class Play:
     """ansible-playbook with vars in a 0600 file and localhost running the migration."""
 
@@ -41,20 +45,29 @@ class Play:
         self.report = str(tmp_path / "report.json")
         self.work_dir = tmp_path / "work"
         self.work_dir.mkdir()
+        self.fleet_report = str(tmp_path / "fleet.json")
         self.vars = {"db_migration_source": source.endpoint(), "db_migration_target": target.endpoint(),
                      "db_migration_work_dir": str(self.work_dir), "db_migration_report_path": self.report,
-                     "db_migration_progress_interval": 1}
+                     "db_migration_fleet_report_path": self.fleet_report, "db_migration_progress_interval": 1}
         self.inventory = str(tmp_path / "inventory.yml")
         write_private(self.inventory, json.dumps({"all": {"hosts": {"localhost": {
             "ansible_connection": "local", "ansible_python_interpreter": sys.executable}}}}))
 
-    def __call__(self, playbook=PLAYBOOK, *args, **overrides):
-        variables = dict(self.vars, **overrides)
+    def argv(self, playbook, args, overrides):
+        variables = dict((k, v) for k, v in dict(self.vars, **overrides).items() if v is not UNSET)
         vars_file = str(self.dir / "vars.json")
         write_private(vars_file, json.dumps(variables))
-        proc = subprocess.run([os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", self.inventory,
-                               "-e", "@" + vars_file, playbook] + list(args), env=ansible_env(), capture_output=True,
-                              text=True, timeout=900, cwd=str(self.dir), check=False)
+        return [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", self.inventory,
+                "-e", "@" + vars_file, playbook] + list(args)
+
+    def popen(self, playbook=PLAYBOOK, *args, env=None, **overrides):
+        """Start ansible-playbook (stdout and stderr together, as text) and return the process."""
+        return subprocess.Popen(self.argv(playbook, args, overrides), env=ansible_env(env), stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, cwd=str(self.dir))
+
+    def __call__(self, playbook=PLAYBOOK, *args, env=None, timeout=900, **overrides):
+        proc = subprocess.run(self.argv(playbook, args, overrides), env=ansible_env(env), capture_output=True,
+                              text=True, timeout=timeout, cwd=str(self.dir), check=False)
         proc.output = proc.stdout + proc.stderr
         recap = re.search(r"localhost\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", proc.stdout)
         proc.changed = int(recap.group(2)) if recap else None
@@ -85,19 +98,36 @@ def test_full_run_then_idempotent_rerun(six, play):
     first = play()
     assert first.returncode == 0, first.output
     assert_all_equal(source, target)
-    report = play.report_json()
+    report = first_report = play.report_json()
     assert [d["action"] for d in report["databases"]] == ["migrated"] * 6
     assert all(d["verified"]["equal"] for d in report["databases"])
     assert oct(os.stat(play.report).st_mode & 0o777) == "0o600"
     assert PASSWORD not in open(play.report).read()
-    # Progress and the table are in the play output.
+    # The plan says what will happen and why, and which databases; progress and the table follow.
+    assert "databases: Codacy's that the source has: accounts, analysis, filestore, jobs, metrics, results " \
+           "(it has no listener, crow)" in first.stdout
+    assert re.search(r"results\s+will migrate\s+\S+ \w?B\s+the target database will be created", first.stdout)
     assert re.search(r"\[localhost\] results: migrated", first.stdout)
-    assert re.search(r"results\s+migrated\s+\S+ \w?B", first.stdout)
+    assert re.search(r"results\s+migrated\s+\S+ \w?B .* \d+\s+\d+\s+the target database is empty", first.stdout)
 
     second = play()
     assert second.returncode == 0, second.output
     assert second.changed == 0, second.stdout
-    assert [d["action"] for d in play.report_json()["databases"]] == ["unchanged"] * 6
+    report = play.report_json()
+    assert [d["action"] for d in report["databases"]] == ["unchanged"] * 6
+    # An unchanged database shows the verified figures of the copy it keeps, and why nothing ran.
+    for entry, copied in zip(report["databases"], first_report["databases"]):
+        assert entry["verified"]["rows"] == copied["verified"]["rows"] > 0 and entry["verified"]["equal"], entry
+    rows = dict((d["name"], d["verified"]["rows"]) for d in report["databases"])
+    assert re.search(r"results\s+unchanged\s+.*\s%d\s+the source is unchanged since the copy of " % rows["results"],
+                     second.stdout), second.stdout
+
+    # A change on the source: the plan and the table say which database is refreshed, and why.
+    source.execute("UPDATE job SET attempts = attempts + 1 WHERE id = (SELECT min(id) FROM job)", dbname="jobs")
+    third = play()
+    assert third.returncode == 0, third.output
+    assert re.search(r"jobs\s+will refresh\s+\S+ \w?B\s+source: write activity in public.job", third.stdout)
+    assert re.search(r"jobs\s+refreshed\s+.*source: write activity in public.job", third.stdout)
 
 
 def test_target_user_without_admin_rights_is_refused(six, play):
@@ -141,7 +171,8 @@ def test_missing_source_database_fails_before_writing(six, play):
     before = databases(target)
     result = play(db_migration_databases=SIX + ["nosuchdb"])
     assert result.returncode != 0
-    assert "databases nosuchdb do not exist on the source 127.0.0.1:%d" % source.port in result.stdout
+    assert "database nosuchdb does not exist on the source 127.0.0.1:%d (it has: " % source.port in result.stdout
+    assert "fix db_migration_databases" in result.stdout
     assert databases(target) == before
 
 
@@ -153,8 +184,9 @@ def test_target_with_foreign_tables_fails_before_writing(six, play):
     before = databases(target)
     result = play()
     assert result.returncode != 0
-    assert "jobs: the target database holds data this module did not put there (foreign table public.legacy_jobs)" \
-        in result.stdout
+    assert "jobs: the target database holds data this module did not put there (foreign server files, foreign table " \
+           "public.legacy_jobs); nothing was written. Point its target_name in db_migration_databases at an empty " \
+           "database, or set db_migration_force: true to replace that content" in result.stdout
     assert databases(target) == before
     assert execute(target, "jobs", "SELECT to_regnamespace('codacy_migration')")[0][0] is None
 
@@ -179,7 +211,9 @@ def test_check_mode_reports_and_writes_nothing(six, play):
     result = play(PLAYBOOK, "--check")
     assert result.returncode == 0, result.output
     for name in SIX:
-        assert re.search(r"%s\s+migrated" % name, result.stdout)
+        assert re.search(r"%s\s+would migrate\s+\S+ \w?B\s+the target database will be created" % name, result.stdout)
+    assert "will migrate" not in result.stdout, result.stdout
+    assert re.search(r"Show what happened to each database\] \*+\nskipping: \[localhost\]", result.stdout)
     assert databases(target) == {"postgres"}
     assert not os.path.exists(play.report)
     assert os.listdir(str(play.work_dir)) == []
@@ -217,3 +251,17 @@ def test_role_included_from_another_playbook(six, play, tmp_path):
     assert databases(target) == {"postgres", "accounts", "codacy_jobs"}
     assert compare(source.params(), "jobs", target.params(), "codacy_jobs") == []
     assert compare(source.params(), "accounts", target.params(), "accounts") == []
+
+
+def test_home_other_than_the_users_home_directory(six, play, tmp_path):
+    """Under sudo -E, CI runners or AWX, HOME is not the home directory of the password database:
+    the background jobs write their results under $HOME, and the wait must find them there."""
+    source, target = six
+    home = tmp_path / "elsewhere"
+    home.mkdir()
+    assert str(home) != os.path.expanduser("~" + pwd.getpwuid(os.getuid()).pw_name)
+    result = play(env={"HOME": str(home)}, timeout=300, db_migration_databases=["accounts", "jobs"])
+    assert result.returncode == 0, result.output
+    assert {d["name"]: d["action"] for d in play.report_json()["databases"]} == {"accounts": "migrated",
+                                                                                 "jobs": "migrated"}
+    assert os.listdir(str(home / ".ansible_async")) == [], "results files were left behind"

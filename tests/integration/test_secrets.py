@@ -2,13 +2,15 @@
 connections are read-only."""
 
 import os
+import signal
 import subprocess
 
 import psycopg2
 import pytest
 
 from tests.integration.conftest import ansible_env, write_private
-from tests.integration.features import ArgvSampler
+from tests.integration.features import (
+    ArgvSampler, add_bulk, create_feature_database, processes_of_home, restoring, wait_for)
 from tests.integration.test_role import PLAYBOOK, Play
 from tests.support import dataset
 from tests.support.pgserver import PgServer
@@ -64,3 +66,48 @@ def test_source_connections_are_read_only(source, dbname):
                          env=dict(ansible_env(), PGPASSFILE=passfile), capture_output=True, text=True, check=False)
     assert out.returncode != 0 and "read-only transaction" in out.stderr
     assert source.execute("SELECT to_regclass('written_by_a_bug')", dbname=dbname)[0][0] is None
+
+
+def holding(secret, *directories):
+    """Files under `directories` that contain `secret`."""
+    found = []
+    for directory in directories:
+        for path in files_under(str(directory)):
+            try:
+                with open(path, "rb") as handle:
+                    if secret.encode() in handle.read():
+                        found.append(path)
+            except OSError:
+                continue
+    return found
+
+
+def test_no_password_in_module_files_while_migrations_run_or_after_they_are_killed(tmp_path):
+    """Ansible writes each module with its arguments (the passwords) to a file on the migration host;
+    a background migration's file stayed there for hours, and for good when its run was killed.
+    The modules remove it once read. A migration killed before its cleanup leaves its passfile in its
+    private 0700 directory: the next run removes that."""
+    with PgServer(password=SENTINEL) as source, PgServer(password=SENTINEL) as target:
+        create_feature_database(source, "analysis")
+        add_bulk(source, "analysis", rows=1500000)
+        play = Play(tmp_path, source, target)
+        home, remote_tmp, local_tmp = tmp_path / "home", tmp_path / "remote-tmp", tmp_path / "local-tmp"
+        for directory in (home, remote_tmp, local_tmp):
+            directory.mkdir()
+        env = {"HOME": str(home), "ANSIBLE_REMOTE_TMP": str(remote_tmp), "ANSIBLE_LOCAL_TEMP": str(local_tmp)}
+        proc = play.popen(db_migration_databases=["analysis"], env=env)
+        wait_for(lambda: restoring(target, "analysis"), timeout=300, what="the restore to start")
+        assert list(files_under(str(remote_tmp))), "no module files to look at: is ANSIBLE_REMOTE_TMP used?"
+        assert holding(SENTINEL, remote_tmp, local_tmp, home) == []
+        # Everything of this run killed at once, as a power cut or the OOM killer would.
+        for pid in processes_of_home(str(home), ""):
+            os.kill(pid, signal.SIGKILL)
+        proc.wait(timeout=60)
+        wait_for(lambda: not processes_of_home(str(home), ""), timeout=30, what="the run's processes to die")
+        assert holding(SENTINEL, remote_tmp, local_tmp, home) == []
+        left = [p for p in files_under(str(play.work_dir)) if os.path.basename(p) == "pgpass"]
+        assert left and all(oct(os.stat(p).st_mode & 0o777) == "0o600" for p in left)
+        again = play(db_migration_databases=["analysis"], env=env)
+        assert again.returncode == 0, again.output[-3000:]
+        assert not [p for p in files_under(str(play.work_dir)) if os.path.basename(p) == "pgpass"]
+        assert holding(SENTINEL, remote_tmp, local_tmp, home, play.work_dir) == []

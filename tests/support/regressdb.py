@@ -49,6 +49,11 @@ def _run(argv, cwd=None, runas=None, env=None, check=True):
     with open(LOG, "a") as log:
         log.write("\n$ %s  (in %s)\n" % (" ".join(argv), cwd or os.getcwd()))
         log.flush()
+        # Under `make test` the outer make's MAKELEVEL and MAKEFLAGS are inherited: PostgreSQL's
+        # Makefiles then take themselves for sub-makes and skip generating headers (utils/errcodes.h).
+        env = dict(env if env is not None else os.environ)
+        for name in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS", "MAKEOVERRIDES"):
+            env.pop(name, None)
         kwargs = {}
         if runas:
             kwargs.update(user=runas[0], group=runas[1], extra_groups=[])

@@ -44,7 +44,11 @@ def test_every_variable_is_in_the_readme_with_its_type_and_default():
         if option.get("required"):
             assert default == "required", name
         elif name == "db_migration_report_path":
-            assert default == "`./codacy-db-migration-report.json`"
+            assert default == "`./codacy-db-migration-report-<installation>.json`"
+        elif name == "db_migration_fleet_report_path":
+            assert default == "`./codacy-db-migration-fleet.json`"
+        elif name == "db_migration_databases":
+            assert "default" not in option and default == "Codacy's eight that exist on the source"
         else:
             assert default == shown(option["default"]), name
 
@@ -53,8 +57,12 @@ def test_defaults_file_matches_argument_specs():
     with open(os.path.join(ROOT, "roles", "db_migration", "defaults", "main.yml")) as handle:
         defaults = yaml.safe_load(handle)
     for name, option in spec_options().items():
+        if name == "db_migration_databases":
+            # No default: unset, the preflight takes Codacy's databases that exist on the source.
+            assert name not in defaults
+            continue
         assert name in defaults, name
-        if not option.get("required") and name != "db_migration_report_path":
+        if not option.get("required") and name not in ("db_migration_report_path", "db_migration_fleet_report_path"):
             assert defaults[name] == option["default"], name
 
 

@@ -214,7 +214,29 @@ class TestValidate:
 
     def test_empty_host(self):
         endpoint = dict(params()["source"], host="")
-        assert mod.validate(params(source=endpoint)) == ["source.host must not be empty (got '')"]
+        assert mod.validate(params(source=endpoint)) == ["source.host is empty: set it to the server's host name or address"]
+
+    def test_missing_user(self):
+        endpoint = dict(params()["target"])
+        del endpoint["user"]
+        assert mod.validate(params(target=endpoint)) == ["target.user is missing: set it to the role to connect as"]
+
+    def test_names_are_the_callers(self):
+        """The role's preflight names its own variables: db_migration_jobs, not jobs."""
+        endpoint = dict(params()["source"], port=0)
+        problems = mod.validate(params(jobs=0, source=endpoint, work_dir="/etc/hostname"),
+                                name=lambda option: "db_migration_" + option)
+        assert problems == ["db_migration_source.port must be between 1 and 65535 (got 0)",
+                            "db_migration_jobs must be between 1 and 64 (got 0): use about the number of CPU cores "
+                            "of the servers, e.g. 2 or 4",
+                            "db_migration_work_dir /etc/hostname is not a directory: create it, or choose a directory "
+                            "with room for the dump"]
+
+    def test_options_the_caller_lacks_are_not_checked(self):
+        lacking = params()
+        for option in ("database", "target_database", "timeout"):
+            del lacking[option]
+        assert mod.validate(lacking) == []
 
 
 def test_pattern_matches_exactly_one_name():

@@ -1,0 +1,142 @@
+"""Ctrl-C at every point of a role run (before, while and after the background migrations start):
+within 10 s every migration it started has stopped, no pg_dump, pg_restore or module process and
+no private directory is left, the output names the databases stopped, and the next run converges.
+
+A terminal's Ctrl-C reaches ansible-playbook alone (its workers run in sessions of their own), so
+the tests send SIGINT to ansible-playbook's process."""
+
+import os
+import signal
+import threading
+import time
+
+import pytest
+
+from tests.integration.features import (
+    add_bulk, create_feature_database, holders, processes, processes_of_home, wait_for)
+from tests.integration.test_role import PASSWORD, Play
+from tests.support.compare import compare
+from tests.support.pgserver import PgServer
+
+DATABASES = ["analysis", "jobs", "metrics"]
+
+
+@pytest.fixture(scope="module")
+def interrupt_source():
+    with PgServer(password=PASSWORD) as source:
+        for name in DATABASES:
+            create_feature_database(source, name)
+        add_bulk(source, "analysis", rows=2000000)  # a restore of several seconds
+        yield source
+
+
+@pytest.fixture
+def interrupt_target():
+    with PgServer(password=PASSWORD) as target:
+        yield target
+
+
+class Output:
+    """ansible-playbook's output as it comes."""
+
+    def __init__(self, proc):
+        self.lines, self.proc = [], proc
+        self.thread = threading.Thread(target=self._read)
+        self.thread.start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            self.lines.append(line)
+
+    def text(self):
+        return "".join(self.lines)
+
+    def has(self, needle):
+        return needle in self.text()
+
+
+def leftovers(play, source, target):
+    """What a stopped run must not leave: pg_dump or pg_restore of its servers, processes running
+    its modules (their files are under its own HOME), private directories."""
+    found = ["pg_dump %s" % pid for pid in processes("pg_dump", "port=%d" % source.port)]
+    found += ["pg_restore %s" % pid for pid in processes("pg_restore", "port=%d" % target.port)]
+    found += ["module or async_wrapper %s" % pid for pid in processes_of_home(str(play.home), "codacy_db_migrate")]
+    work_dir = str(play.work_dir)
+    found += ["private directory %s" % name for name in os.listdir(work_dir) if name.startswith("codacy_db_migrate-")]
+    found += ["holder %s" % pid for pid in holders(work_dir)]
+    return found
+
+
+def interrupt(play, source, target, when, what):
+    """Run the role, send SIGINT once `when(output)` holds; return (output, seconds until nothing
+    of the run was left)."""
+    proc = play.popen(db_migration_databases=DATABASES, db_migration_concurrency=2, env={"HOME": str(play.home)})
+    output = Output(proc)
+    wait_for(lambda: when(output) or proc.poll() is not None, timeout=600, what=what)
+    assert proc.poll() is None, "the run ended before the interrupt:\n" + output.text()[-3000:]
+    sent = time.time()
+    proc.send_signal(signal.SIGINT)
+    # ansible-playbook waits for its worker, which waits for the migrations it stops: once it has
+    # ended and nothing is left, the run has stopped.
+    gone = {}
+
+    def stopped():
+        remaining = leftovers(play, source, target) + (["ansible-playbook"] if proc.poll() is None else [])
+        for kind in ("pg_dump", "pg_restore", "module", "private", "holder", "ansible-playbook"):
+            if kind not in gone and not any(item.startswith(kind) for item in remaining):
+                gone[kind] = round(time.time() - sent, 1)
+        return not remaining and time.time()
+    stopped = wait_for(stopped, timeout=120, what="the run to stop")
+    output.thread.join(timeout=30)
+    time.sleep(2)
+    assert leftovers(play, source, target) == [], "something started after the run stopped"
+    print("stopped %.1f s after SIGINT (gone after: %s): %s" % (stopped - sent, gone,
+                                                                [line for line in output.lines if "interrupted" in line]))
+    return output.text(), stopped - sent
+
+
+def home_play(tmp_path, source, target):
+    """A Play whose ansible-playbook has a HOME of its own, so that its module files are its own."""
+    play = Play(tmp_path, source, target)
+    play.home = tmp_path / "home"
+    play.home.mkdir()
+    return play
+
+
+def converges(play, source, target):
+    again = play(db_migration_databases=DATABASES, db_migration_concurrency=2)
+    assert again.returncode == 0, again.output[-4000:]
+    for name in DATABASES:
+        assert compare(source.params(), name, target.params(), name) == [], name
+
+
+def test_interrupt_before_the_migrations_start(interrupt_source, interrupt_target, tmp_path):
+    play = home_play(tmp_path, interrupt_source, interrupt_target)
+    text, seconds = interrupt(play, interrupt_source, interrupt_target,
+                              lambda out: out.has("Create the missing target databases"), "the preflight to end")
+    assert seconds <= 10, "%.1f s to stop" % seconds
+    assert "interrupted: stopped" not in text  # nothing had started
+    converges(play, interrupt_source, interrupt_target)
+
+
+def test_interrupt_while_the_migrations_start(interrupt_source, interrupt_target, tmp_path):
+    play = home_play(tmp_path, interrupt_source, interrupt_target)
+    run_dir = play.work_dir / "codacy_db_migration"
+
+    def first_started(out):
+        return run_dir.is_dir() and any(name.startswith("progress-") for name in os.listdir(str(run_dir)))
+    text, seconds = interrupt(play, interrupt_source, interrupt_target, first_started, "the first migration to start")
+    assert seconds <= 10, "%.1f s to stop" % seconds
+    assert "] interrupted: stopped the migrations of analysis (in phase " in text, text[-3000:]
+    assert "the next run resumes them" in text
+    converges(play, interrupt_source, interrupt_target)
+
+
+def test_interrupt_while_the_migrations_run(interrupt_source, interrupt_target, tmp_path):
+    play = home_play(tmp_path, interrupt_source, interrupt_target)
+    text, seconds = interrupt(play, interrupt_source, interrupt_target, lambda out: out.has("analysis: restore"),
+                              "the restore of analysis")
+    assert seconds <= 10, "%.1f s to stop" % seconds
+    assert "] interrupted: stopped the migrations of analysis (in phase restore)" in text, text[-3000:]
+    assert "the next run resumes them" in text
+    converges(play, interrupt_source, interrupt_target)

@@ -1,0 +1,61 @@
+"""codacy_db_wait's look at background jobs: results read where the jobs wrote them, and a job
+whose process is gone without a result ends the wait with a failure instead of a hang."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from ansible_collections.codacy.selfhosted.plugins.modules import codacy_db_wait
+
+
+def write(path, data):
+    path.write_text(json.dumps(data))
+    return str(path)
+
+
+@pytest.fixture
+def job_process():
+    """A process whose command line carries a job id, as async_wrapper's do (without `.<pid>`)."""
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "j424242"])
+    yield "j424242.%d" % proc.pid
+    proc.kill()
+    proc.wait()
+
+
+def test_result_is_read_where_the_job_wrote_it(tmp_path, job_process):
+    results = write(tmp_path / "elsewhere", {"changed": True, "action": "migrated", "database": "jobs"})
+    jobs = [{"name": "jobs", "jid": job_process, "results_file": results}]
+    [state] = codacy_db_wait.states(jobs, str(tmp_path / "not-here"))
+    assert state["finished"] and state["result"]["action"] == "migrated"
+    assert not (tmp_path / "elsewhere").exists(), "a result is handed over once"
+
+
+def test_running_job_without_result_is_waited_for(tmp_path, job_process):
+    results = write(tmp_path / "results", {"started": True, "finished": False})
+    progress = write(tmp_path / "progress.json", {"phase": "restore"})
+    jobs = [{"name": "jobs", "jid": job_process, "results_file": results, "progress_file": progress}]
+    [state] = codacy_db_wait.states(jobs, str(tmp_path))
+    assert not state["finished"] and state["progress"]["phase"] == "restore"
+
+
+@pytest.mark.parametrize("progress", [{"phase": "restore", "finished": False}, {"phase": "finished", "finished": True},
+                                      None])
+def test_job_gone_without_a_result_fails_clearly(tmp_path, progress):
+    results = write(tmp_path / "results", {"started": True, "finished": False})
+    job = {"name": "analysis", "jid": "j999999999998.1", "results_file": results}
+    if progress is not None:
+        job["progress_file"] = write(tmp_path / "progress.json", progress)
+    [state] = codacy_db_wait.states([job], str(tmp_path))
+    assert state["finished"] and state["result"]["failed"]
+    assert state["result"]["msg"].startswith("analysis: the background migration ended without a result")
+    assert "the next run resumes it" in state["result"]["msg"]
+
+
+def test_without_results_file_the_result_is_read_from_the_async_dir(tmp_path, job_process):
+    # (The module's argument spec expands `~` in the async dir with the jobs' HOME, as async_wrapper does.)
+    (tmp_path / ".ansible_async").mkdir()
+    write(tmp_path / ".ansible_async" / job_process, {"changed": False, "action": "unchanged"})
+    [state] = codacy_db_wait.states([{"name": "jobs", "jid": job_process}], str(tmp_path / ".ansible_async"))
+    assert state["finished"] and state["result"]["action"] == "unchanged"
