@@ -202,9 +202,13 @@ class _Counting:
 class Engine:
     """See the module docstring."""
 
-    def __init__(self, request, split_min_bytes=SPLIT_MIN_BYTES):
+    # Ranges of ctid from this source version on (a TID range scan reads just the range); before it,
+    # ranges of an integer primary key (an index range scan), and tables without one are not split.
+    ctid_from_version = 140000
+
+    def __init__(self, request, split_min_bytes=None):
         self.request = request
-        self.split_min_bytes = split_min_bytes
+        self.split_min_bytes = SPLIT_MIN_BYTES if split_min_bytes is None else split_min_bytes
         self.jobs = max(1, request.jobs)
         self.rows = {}
         self.commands = []
@@ -212,11 +216,11 @@ class Engine:
         self.dump_bytes = 0
         self.parallelism = {}
         self.tables = []
+        self.timeline = []  # (copy | index, (schema, table), started, ended) of every part and index build
         self._lock = threading.Lock()
         self._failure = None
         self._stopping = threading.Event()
         self._connections = set()
-        self._intervals = {"copy": [], "index": []}
         self._moved = 0
         self._done = 0
         self._last_progress = 0.0
@@ -350,7 +354,7 @@ class Engine:
         for table in self.tables:
             conditions = [None]
             wanted = split_parts(table.bytes, total, self.jobs, self.split_min_bytes)
-            if wanted > 1 and self.source_version >= 140000:
+            if wanted > 1 and self.source_version >= self.ctid_from_version:
                 conditions = [range_condition(sql.SQL("ctid"), low, high, lambda b: sql.Literal("(%d,0)" % b) +
                                               sql.SQL("::tid"))
                               for low, high in ranges(0, table.blocks, wanted)]
@@ -438,8 +442,8 @@ class Engine:
             self._abort(copiers + indexers + others)
             raise
         ended = time.time()
-        self.parallelism = {"copy_streams": concurrency(self._intervals["copy"], started, ended),
-                            "index_builds": concurrency(self._intervals["index"], started, ended)}
+        self.parallelism = {name: concurrency([(a, b) for kind, _t, a, b in self.timeline if kind == what], started, ended)
+                            for name, what in (("copy_streams", "copy"), ("index_builds", "index"))}
 
     def _thread(self, target, name):
         thread = threading.Thread(target=self._guarded, args=(target,), name=name)
@@ -568,7 +572,7 @@ class Engine:
             raise self._source_failed(table, sent["error"])
         target.commit()
         with self._lock:
-            self._intervals["copy"].append((started, time.time()))
+            self.timeline.append(("copy", table.key, started, time.time()))
             counts = self.rows.setdefault(table.key, [0, 0])
             counts[0] += sent["rows"]
             counts[1] += received
@@ -624,7 +628,7 @@ class Engine:
                     with conn.cursor() as cur:
                         cur.execute(sql.SQL("ANALYZE {}").format(table.ident))
                 with self._lock:
-                    self._intervals["index"].append((started, time.time()))
+                    self.timeline.append(("index", table.key, started, time.time()))
                     self._done += 1
                     moved, done = self._moved, self._done
                 self._progress(force=True, bytes=moved, done=done)
