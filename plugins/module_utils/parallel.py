@@ -12,7 +12,9 @@ Interface (all the engine needs from its caller; see Request):
     engine = Engine(request)
     engine.prepare()      # reads only: plans the tables, dumps the definitions (pg_dump)
     ...                   # the caller records the run as in progress and clears the target
-    engine.load()         # writes: definitions, rows, indexes, constraints, statistics
+    counts = engine.load()  # writes: definitions, rows, indexes, constraints, statistics; returns the
+                          # counts for verify.compare(copied=...): {(schema, table): (source rows,
+                          # target rows or None when the target's counters cannot confirm them)}
     engine.rows           # {(schema, table): [rows sent by the source, rows received by the target]}
 
 How it works. The definitions come from `pg_dump --section=pre-data --section=post-data` (with the
@@ -47,7 +49,8 @@ import threading
 import time
 
 from ansible_collections.codacy.selfhosted.plugins.module_utils import guard as guards
-from ansible_collections.codacy.selfhosted.plugins.module_utils import marker, migration, pgtools, verify
+from ansible_collections.codacy.selfhosted.plugins.module_utils import fingerprint, marker, migration, pgtools, verify
+from ansible_collections.codacy.selfhosted.plugins.module_utils.connection import APPLICATION_NAME
 
 try:
     import psycopg2
@@ -108,6 +111,17 @@ UNION ALL SELECT 'pg_constraint'::regclass::oid, oid, conrelid FROM pg_constrain
 UNION ALL SELECT 'pg_trigger'::regclass::oid, oid, tgrelid FROM pg_trigger WHERE oid >= 16384
 UNION ALL SELECT 'pg_rewrite'::regclass::oid, oid, ev_class FROM pg_rewrite WHERE oid >= 16384
 UNION ALL SELECT 'pg_policy'::regclass::oid, oid, polrelid FROM pg_policy WHERE oid >= 16384
+"""
+
+# Sessions of this collection in the target database that started with the load (the load's own,
+# pg_restore's): until they have ended, their write counters may not be flushed.
+OUR_SESSIONS_SQL = """
+SELECT count(*) FROM pg_stat_activity
+ WHERE datname = current_database() AND pid <> pg_backend_pid() AND application_name = %s AND backend_start >= %s
+"""
+
+WRITES_SQL = """
+SELECT schemaname, relname, n_tup_ins, n_tup_upd, n_tup_del FROM pg_stat_all_tables WHERE relid >= 16384
 """
 
 # Post-data entries that can be made as soon as their table's rows are in.
@@ -216,6 +230,8 @@ class Engine:
         self.dump_bytes = 0
         self.parallelism = {}
         self.tables = []
+        self.statistics = False  # planner statistics travel in the dump (PostgreSQL 18 client and target)
+        self.statistics_dir = None
         self.timeline = []  # (copy | index, (schema, table), started, ended) of every part and index build
         self._lock = threading.Lock()
         self._failure = None
@@ -339,13 +355,28 @@ class Engine:
                              % (request.database, request.source.address, verify.first_line(exc))) from None
         finally:
             conn.close()
+        conn = request.target.connect(request.target_database)
+        try:
+            target_version = conn.server_version
+        finally:
+            conn.close()
+        # PostgreSQL 18 carries planner statistics in a dump (pg_restore_relation_stats() and
+        # pg_restore_attribute_stats() of the target): no ANALYZE then.
+        self.statistics = request.clients["major"] >= 18 and target_version >= 180000
+        statistics = ["--statistics"] if self.statistics else []
         self.schema_dir = os.path.join(request.private_dir, "schema")
         # Every section but the data, rather than --schema-only: post-data then holds the REFRESH of
-        # each populated materialized view. -B: the large objects travel with the data.
+        # each populated materialized view (and, with statistics, those of indexes and materialized
+        # views). -B: the large objects travel with the data.
         argv = self._pg_dump("--format=directory", "--section=pre-data", "--section=post-data", "-B",
-                             "--file=%s" % self.schema_dir)
+                             "--file=%s" % self.schema_dir, *statistics)
         self._timed("dump", self._run, "dump", [(argv, "dump-pg_dump.log")])
-        self.dump_bytes = migration.dir_size(self.schema_dir)
+        if self.statistics:  # those of tables are in the data section
+            self.statistics_dir = os.path.join(request.private_dir, "statistics")
+            argv = self._pg_dump("--format=directory", "--statistics-only", "--section=data",
+                                 "--file=%s" % self.statistics_dir)
+            self._timed("dump", self._run, "dump", [(argv, "statistics-pg_dump.log")])
+        self.dump_bytes = sum(migration.dir_size(path) for path in (self.schema_dir, self.statistics_dir) if path)
 
     def _plan(self, conn):
         """The parts of every table, largest first: [(bytes, table, condition or None)]."""
@@ -389,9 +420,44 @@ class Engine:
                 argv = self._pg_restore("--format=directory", "--section=post-data", "--jobs=%d" % jobs,
                                         "--use-list=%s" % self._write_list(name, chosen), self.schema_dir)
                 self._timed("post-data", self._run, "post-data", [(argv, name.replace(".list", ".log"))])
-        if request.settings.analyze:
+        if self.statistics:  # after every index (CREATE INDEX rewrites a table's size estimates)
+            argv = self._pg_restore("--format=directory", "--statistics-only", self.statistics_dir)
+            self._timed("analyze", self._run, "analyze", [(argv, "statistics-pg_restore.log")])
+        elif request.settings.analyze:
             self._timed("analyze", self._analyze_the_rest)
-        return self.rows
+        return self._confirmed_counts()
+
+    def _confirmed_counts(self):
+        """The copy's counts for verification: {(schema, table): (source rows, target rows or None)}.
+
+        The target's count of a table is its COPY's only when the target's write counters prove that
+        nothing else wrote it since (a session connected meanwhile, a trigger of the target's own, the
+        stream of pg_dump): rows inserted equal to the COPY's, none updated or deleted. The counters
+        are exact from PostgreSQL 15 on, once the sessions that wrote have ended (a session flushes
+        them on its way out); otherwise, or when they do not count, verification counts the table."""
+        counts = dict((key, [rows[0], None]) for key, rows in self.rows.items())
+        conn = self.request.target.connect(self.request.target_database)
+        try:
+            if conn.server_version < 150000 or fingerprint.counting_problems(conn):
+                return counts
+            with conn.cursor() as cur:
+                deadline = time.time() + 30
+                while True:
+                    cur.execute(OUR_SESSIONS_SQL, (APPLICATION_NAME, self._load_started))
+                    if not cur.fetchone()[0]:
+                        break
+                    if time.time() > deadline:
+                        return counts
+                    time.sleep(0.1)
+                cur.execute("SELECT pg_stat_clear_snapshot()")
+                cur.execute(WRITES_SQL)
+                written = dict(((schema, name), tuple(row)) for schema, name, *row in cur.fetchall())
+        finally:
+            conn.close()
+        for key, (_sent, received) in self.rows.items():
+            if written.get(key) == (received, 0, 0):
+                counts[key][1] = received
+        return counts
 
     def _toc(self):
         """The entries of the definitions' table of contents, grouped: `all` (for pre-data), `per_table`
@@ -404,6 +470,8 @@ class Engine:
             with conn.cursor() as cur:
                 cur.execute("SELECT nspname FROM pg_namespace")
                 existing = set(row[0] for row in cur.fetchall())
+                cur.execute("SELECT clock_timestamp()")
+                self._load_started = cur.fetchone()[0]
         finally:
             conn.close()
         kept = [line for line in listing() if line and not line.startswith(";")
@@ -621,7 +689,7 @@ class Engine:
                     finally:
                         if wide > 1:
                             self._wide = False
-                if self.request.settings.analyze:
+                if self.request.settings.analyze and not self.statistics:
                     if conn is None:
                         conn = self._connect(self._open_target)
                         conn.autocommit = True
@@ -653,14 +721,6 @@ class Engine:
         dump = self._pg_dump("--format=custom", "--compress=0", "--data-only", *excluded)
         restore = self._pg_restore("--format=custom", "--data-only")
         self._run("restore", [(dump, "rest-pg_dump.log"), (restore, "rest-pg_restore.log")])
-        # Never twice: a table of ours whose data pg_dump carried too would hold its rows twice,
-        # which the counts of the copy's own COPY commands could not see.
-        ours = set("%s.%s" % t.key for t in self.tables)
-        with open(os.path.join(self.request.private_dir, "rest-pg_restore.log"), errors="replace") as log:
-            twice = sorted(set(re.findall(r'processing data for table "(.*)"', log.read())) & ours)
-        if twice:
-            raise CopyFailed("restore", "the data of %s came both from the copy and from pg_dump: this is a bug of "
-                             "codacy.selfhosted, please report it; use data_path: stream meanwhile" % ", ".join(twice))
 
     def _analyze_the_rest(self):
         """ANALYZE what the copy did not: materialized views and tables that pg_dump carried."""

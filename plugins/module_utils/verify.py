@@ -319,8 +319,9 @@ class Relation:
 def compare(source, target, mode, jobs, skip_schema, schemas=None, copied=None):
     """Compare source and target (`Side`s); return (tables, problems, warnings).
 
-    copied: {(schema, table): (source rows, target rows)} that the copy counted itself (the command
-    tags of its COPY TO and COPY FROM): with `counts`, those tables are not counted again.
+    copied: {(schema, table): (source rows, target rows or None)} that the copy counted itself (the
+    command tags of its COPY TO and COPY FROM): with `counts`, those are not counted again (a target
+    count of None: the copy could not prove that nothing else wrote the table since; it is counted).
 
     tables: [{schema, table, kind, source_rows, target_rows, source_hash, target_hash, equal}]
     problems: sentences, empty when the copy is equal; warnings: what pg_dump's design changed."""
@@ -359,12 +360,15 @@ def compare(source, target, mode, jobs, skip_schema, schemas=None, copied=None):
         src, dst = pair
         if not src.populated:
             return (None, None), (None, None), None
-        if mode == "counts" and src.kind == "table" and (src.schema, src.name) in (copied or {}):
-            was, now = copied[(src.schema, src.name)]
-            return (was, None), (now, None), None
         query = content_query(sql.SQL("ONLY {} AS t").format(sql.Identifier(src.schema, src.name)),
                               src.columns, src.base_types, mode)
         what = "%s %s" % (src.kind, src.qualified)
+        counted = (copied or {}).get((src.schema, src.name)) if mode == "counts" and src.kind == "table" else None
+        if counted is not None:
+            # The target's count only when the copy could not prove that nothing else wrote there.
+            rows, target_rows = counted
+            return (rows, None), (target_rows, None) if target_rows is not None else \
+                tuple(target.query(query, what=what)[0]), None
         was, now = source.query(query, what=what)[0], target.query(query, what=what)[0]
         fresh = None
         if was != now and src.kind == "materialized view":

@@ -82,9 +82,10 @@ options:
     description:
       - How the data will travel (see M(codacy.selfhosted.codacy_db_migrate)). With V(directory),
         O(work_dir) must hold the dumps of the O(concurrency) largest databases; with V(stream) only the
-        definitions of their tables, indexes and constraints are written there.
+        definitions of their tables, indexes and constraints are written there, as with V(parallel),
+        which also opens up to 3 x O(jobs) + 2 connections per database to the target.
     type: str
-    choices: [stream, directory]
+    choices: [stream, directory, parallel]
     default: stream
   maintenance_database:
     description: Database to connect to on each server for server-wide checks.
@@ -160,7 +161,7 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.codacy.selfhosted.plugins.module_utils import catalog, fingerprint, pgtools
+from ansible_collections.codacy.selfhosted.plugins.module_utils import catalog, fingerprint, parallel, pgtools
 from ansible_collections.codacy.selfhosted.plugins.module_utils.connection import (
     HAS_PSYCOPG2, PSYCOPG2_IMPORT_ERROR, ConnectionProblem, Endpoint, endpoint_argument_spec)
 from ansible_collections.codacy.selfhosted.plugins.module_utils.migration import Failure, Migration, work_dir_problem
@@ -182,7 +183,7 @@ ARGUMENT_SPEC = dict(
     bin_dir=dict(type="path"),
     schemas=dict(type="list", elements="str", default=[]),
     force=dict(type="bool", default=False),
-    data_path=dict(type="str", default="stream", choices=["stream", "directory"]),
+    data_path=dict(type="str", default="stream", choices=["stream", "directory", "parallel"]),
     maintenance_database=dict(type="str", default="postgres"),
     connect_timeout=dict(type="int", default=10),
     fail_on_problems=dict(type="bool", default=True),
@@ -431,7 +432,12 @@ class Preflight:
         # connection limit is checked by the migration module's decision.)
         needed = self.params["concurrency"] * (self.params["jobs"] + 3)
         what = "concurrency %d x (jobs %d + 3)" % (self.params["concurrency"], self.params["jobs"])
-        for endpoint, conn in ((self.source, src), (self.target, tgt)):
+        target_needed, target_what = needed, what
+        if self.params["data_path"] == "parallel":
+            target_needed = self.params["concurrency"] * parallel.target_connections(self.params["jobs"])
+            target_what = "concurrency %d x (3 x jobs %d + 2)" % (self.params["concurrency"], self.params["jobs"])
+        for endpoint, conn, needed, what in ((self.source, src, needed, what),
+                                             (self.target, tgt, target_needed, target_what)):
             shortfall = catalog.connection_shortfall(conn, endpoint, needed, what)
             if shortfall:
                 self.problems.append(shortfall.replace("lower jobs", "lower db_migration_jobs or db_migration_concurrency"))

@@ -1,7 +1,7 @@
 """The table-parallel engine's contract (data_path: parallel), against real servers: split tables
 arrive equal (ctid ranges, integer key ranges), indexes build while other tables still copy, tables
 copied whole are written frozen, the copy's own counts equal count(*), and a run killed in the middle
-of a split table is redone by the next run."""
+of a split table is redone by the next run; PostgreSQL 18 carries planner statistics."""
 
 import json
 import os
@@ -14,9 +14,11 @@ import pytest
 from ansible_collections.codacy.selfhosted.plugins.module_utils import guard, parallel, pgtools
 from ansible_collections.codacy.selfhosted.plugins.module_utils.connection import (
     Endpoint, child_environment, write_passfile)
-from tests.integration.conftest import ROOT, module_args, run_in_process, succeeded
+from tests.integration.conftest import PASSWORD, ROOT, module_args, run_in_process, succeeded
 from tests.integration.features import create_database, execute, wait_for
+from tests.support import embedded
 from tests.support.compare import compare
+from tests.support.pgserver import PgServer
 
 TABLES_SQL = """
 CREATE TYPE mood AS ENUM ('calm', 'busy');
@@ -78,7 +80,7 @@ def run_engine(source, target, dbname, tmp_path, jobs=2, split_min_bytes=None, c
             if not ctid:
                 engine.ctid_from_version = 10 ** 9
             engine.prepare()
-            engine.load()
+            engine.counts = engine.load()
     finally:
         holder.close()
     return engine, progress
@@ -97,6 +99,8 @@ def assert_counts_are_count_star(engine, source, target, dbname):
     for (schema, name), counted in engine.rows.items():
         query = 'SELECT count(*) FROM ONLY "%s"."%s"' % (schema, name)
         assert counted == [execute(source, dbname, query)[0][0], execute(target, dbname, query)[0][0]], name
+    # Nothing else wrote the target: its write counters confirm every count, none is read again.
+    assert engine.counts == dict((key, rows) for key, rows in engine.rows.items())
 
 
 @pytest.mark.parametrize("ctid", [True, False], ids=["ctid-ranges", "key-ranges"])
@@ -183,3 +187,34 @@ def test_a_run_killed_in_the_middle_of_a_split_table_is_redone(source, target, d
     assert result["verified"]["equal"] is True
     assert compare(source.params(), dbname, target.params(), dbname) == []
     succeeded(run_in_process(args), "unchanged")
+
+
+STATS_SQL = """
+SELECT tablename, attname, inherited, row(s.*)::text FROM pg_stats s WHERE schemaname = 'public' ORDER BY 1, 2, 3
+"""
+SIZES_SQL = """
+SELECT relname, reltuples, relpages FROM pg_class WHERE relnamespace = 'public'::regnamespace
+   AND relkind IN ('r', 'm', 'p', 'i') ORDER BY 1
+"""
+
+
+def test_postgresql_18_carries_the_planner_statistics_instead_of_analyze(run_module, work_dir):
+    """pg_dump 18 --statistics into a PostgreSQL 18 target: the target's pg_stats and size estimates
+    are the source's, and no ANALYZE ran (autovacuum is off on both, so nothing else made them)."""
+    bindir = embedded.bindir(18)
+    quiet = {"autovacuum": "off"}
+    with PgServer(password=PASSWORD, bindir=bindir, settings=quiet) as source, \
+            PgServer(password=PASSWORD, bindir=bindir, settings=quiet) as target:
+        make_source(source, "analysis", wide=20000, heap=5000)
+        create_database(target, "analysis")
+        result = run_module(module_args(source, target, "analysis", work_dir, data_path="parallel", bin_dir=bindir))
+        succeeded(result, "migrated")
+        assert result["versions"]["client"].startswith("18.") and result["versions"]["target_server"].startswith("18.")
+        assert any("--statistics" in command for command in result["commands"]), result["commands"]
+        expected = execute(source, "analysis", STATS_SQL)
+        assert len(expected) >= 15  # every column of every table, the expression index, the view
+        assert execute(target, "analysis", STATS_SQL) == expected
+        assert execute(target, "analysis", SIZES_SQL) == execute(source, "analysis", SIZES_SQL)
+        assert execute(target, "analysis", "SELECT relname FROM pg_stat_user_tables WHERE last_analyze IS NOT NULL"
+                                           " OR last_autoanalyze IS NOT NULL") == []
+        assert compare(source.params(), "analysis", target.params(), "analysis") == []
