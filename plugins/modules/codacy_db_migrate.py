@@ -377,7 +377,7 @@ ARGUMENT_SPEC = dict(
     bin_dir=dict(type="path"),
     connect_timeout=dict(type="int", default=10),
     timeout=dict(type="int", default=0),
-    data_path=dict(type="str", default="stream", choices=["stream", "directory", "parallel"]),
+    data_path=dict(type="str", default="parallel", choices=["stream", "directory", "parallel"]),
     maintenance_work_mem=dict(type="str", default="256MB"),
     max_parallel_maintenance_workers=dict(type="int"),
     progress_file=dict(type="path"),

@@ -15,7 +15,8 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RESULT = re.compile(r"^RESULT vendor_s=\d+\.\d ours_s=\d+\.\d pgcopydb_s=\d+\.\d bound_s=\d+\.\d rerun_s=\d+\.\d "
-                    r"ratio_vendor=\d+\.\d\d ratio_pgcopydb=\d+\.\d\d$")
+                    r"ratio_vendor=\d+\.\d\d ratio_pgcopydb=\d+\.\d\d ratio_pgcopydb_dominant=na "
+                    r"client_cpu_share=0\.\d\d\d$")
 # What the vendor script's `pg_restore -n public` leaves behind on this dataset: the harness must see it.
 VENDOR_LOSSES = ("accounts: extension citext: only in source", 'accounts: table public."User": only in source',
                  "results: extension pg_trgm: only in source", "filestore: large objects: count source=1, target=0")
