@@ -36,6 +36,9 @@ def parse_args(argv):
     parser.add_argument("--smoke", action="store_true",
                         help="scale %d, 1 run, every contender; fails unless every copy is correct" % SMOKE_SCALE_MB)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--shape", default="codacy", choices=sorted(dataset.SHAPES),
+                        help="dataset shape: codacy (six Codacy-shaped databases) or dominant (about 80%% of the "
+                             "bytes in one table)")
     parser.add_argument("--generate-only", action="store_true",
                         help="only make sure the dataset of this scale exists on the (kept) source cluster")
     parser.add_argument("--setting", action="append", default=[], metavar="KEY=VALUE",
@@ -170,7 +173,7 @@ def generate_only(args, settings, workdir):
         source, _ = start_source(source_dir, settings)
         started = time.monotonic()
         sizes = dataset.generate(source.params(), scale_mb=args.scale_mb, databases=SIX, seed=args.seed, jobs=2,
-                                 progress=lambda m: log("  " + m))
+                                 progress=lambda m: log("  " + m), shape=args.shape)
         log("dataset in %s: %.0f MB in %.1f s" % (source_dir, sum(sizes.values()) / MB, time.monotonic() - started))
         return 0
     finally:

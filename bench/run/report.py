@@ -66,7 +66,7 @@ def build_report(ctx, lineup, rounds, notes, started_at, command, settings):
                     "target_version": target.execute("SHOW server_version")[0][0],
                     "source_settings": show_settings(source), "target_settings": show_settings(target),
                     "extra_settings": settings},
-        "dataset": {"scale_mb": args.scale_mb, "seed": args.seed, "generation_s": ctx.generation_s,
+        "dataset": {"scale_mb": args.scale_mb, "seed": args.seed, "shape": args.shape, "generation_s": ctx.generation_s,
                     "total_bytes": total, "sizes": ctx.sizes, "order": ctx.order,
                     "rows": {db: sum(t["rows"] for t in ctx.snapshots[db]["tables"].values()) for db in SIX},
                     "biggest": {db: biggest(ctx.snapshots[db]) for db in SIX}},
@@ -241,9 +241,24 @@ def result_line(report):
     vendor, ours, pgc = med("vendor"), med("ours"), med("pgcopydb")
     bound = (report.get("bound") or {}).get("median_s")
     rerun = (report.get("rerun") or {}).get("median_s")
-    return "RESULT vendor_s=%s ours_s=%s pgcopydb_s=%s bound_s=%s rerun_s=%s ratio_vendor=%s ratio_pgcopydb=%s" % (
-        fmt(vendor), fmt(ours), fmt(pgc), fmt(bound), fmt(rerun), fmt(ratio(vendor, ours), "%.2f"),
-        fmt(ratio(pgc, ours), "%.2f"))
+    dominant = ratio(pgc, ours) if report["dataset"].get("shape") == "dominant" else None
+    return ("RESULT vendor_s=%s ours_s=%s pgcopydb_s=%s bound_s=%s rerun_s=%s ratio_vendor=%s ratio_pgcopydb=%s "
+            "ratio_pgcopydb_dominant=%s client_cpu_share=%s" % (
+                fmt(vendor), fmt(ours), fmt(pgc), fmt(bound), fmt(rerun), fmt(ratio(vendor, ours), "%.2f"),
+                fmt(ratio(pgc, ours), "%.2f"), fmt(dominant, "%.2f"), fmt(client_cpu_share(report), "%.3f")))
+
+
+def client_cpu_share(report):
+    """CPU of ansible-playbook and the module processes (python) in the median `ours` run, as a fraction
+    of all the CPU the run used (clients and both servers). With data_path: parallel the module
+    processes also move the rows (what pg_dump and pg_restore do on the other paths)."""
+    run = median_run([r for r in report["runs"] if r["contender"] == "ours"])
+    if not run or not run.get("cpu_by_program_s"):
+        return None
+    ours = sum(seconds for name, seconds in run["cpu_by_program_s"].items()
+               if name in ("ansible-playbook", "python (ansible modules)"))
+    total = (run.get("client_cpu_s") or 0) + (run.get("source_cpu_s") or 0) + (run.get("target_cpu_s") or 0)
+    return ours / total if total else None
 
 
 def markdown(report):
@@ -332,8 +347,9 @@ def markdown(report):
                 for k in sorted(set(report["servers"]["source_settings"]) | set(report["servers"]["target_settings"]))]),
             "", "- Extra settings given with --setting: %s" % (report["servers"]["extra_settings"] or "none"),
             "", "## Dataset", "",
-            "- scale %s MB, seed %d, generated on the source once and reused (this invocation: %s s); total "
-            "pg_database_size %.0f MB:" % (ds["scale_mb"], ds["seed"], ds["generation_s"], ds["total_bytes"] / MB),
+            "- scale %s MB, seed %d, shape %s, generated on the source once and reused (this invocation: %s s); "
+            "total pg_database_size %.0f MB:" % (ds["scale_mb"], ds["seed"], ds.get("shape", "codacy"),
+                                                 ds["generation_s"], ds["total_bytes"] / MB),
             "", md_table([["database", "MB", "rows", "biggest table"]] + [
                 [db, "%.0f" % (ds["sizes"][db] / MB), str(ds["rows"][db]), ds["biggest"][db]] for db in ds["order"]]),
             "", "## Notes", ""]

@@ -91,7 +91,8 @@ def show_settings(server):
 
 
 def source_dir_of(args):
-    return os.path.join(args.data_dir, "source-s%s-seed%d" % (args.scale_mb, args.seed))
+    shape = "" if args.shape == "codacy" else "-" + args.shape
+    return os.path.join(args.data_dir, "source-s%s-seed%d%s" % (args.scale_mb, args.seed, shape))
 
 
 def lock_source(source_dir):
@@ -156,7 +157,7 @@ def prepare_dataset(ctx):
         % (args.scale_mb, args.seed, ctx.source.basedir))
     started = time.monotonic()
     sizes = dataset.generate(ctx.source.params(), scale_mb=args.scale_mb, databases=SIX, seed=args.seed,
-                             jobs=2, progress=lambda m: log("  " + m))
+                             jobs=2, progress=lambda m: log("  " + m), shape=args.shape)
     ctx.generation_s = round(time.monotonic() - started, 1)
     ctx.sizes = dict(sizes)
     ctx.order = sorted(SIX, key=lambda db: -ctx.sizes[db])

@@ -67,6 +67,13 @@ def validate(params, probe_write=True, name=None):
     if queue and (queue["slots"] < 1 or queue["position"] < 0):
         problems.append("queue.slots must be at least 1 and queue.position 0 or more (got %d and %d)"
                         % (queue["slots"], queue["position"]))
+    memory = params.get("maintenance_work_mem")
+    if memory and not re.match(r"^([1-9][0-9]{0,9})(kB|MB|GB)$", memory):
+        problems.append("maintenance_work_mem must be a size such as 256MB or 1GB (got %r): it is set for the "
+                        "copy's index builds on the target, in their sessions only" % memory)
+    workers = params.get("max_parallel_maintenance_workers")
+    if workers is not None and not 0 <= workers <= 1024:
+        problems.append("max_parallel_maintenance_workers must be between 0 and 1024 (got %d)" % workers)
     for schema in params["schemas"]:
         if not schema or "\x00" in schema:
             problems.append("%s must hold non-empty schema names (got %r)" % (name("schemas"), schema))
@@ -267,6 +274,7 @@ class Migration:
         self.private_dir = None
         self.queue = None
         self.guard = None
+        self.copied_rows = None  # {(schema, table): [source rows, target rows]} counted by data_path: parallel
         # Check mode writes nothing anywhere, not even progress.
         self.progress = progress.Progress(None if check_mode else self.params.get("progress_file"), self.database)
 
@@ -363,7 +371,11 @@ class Migration:
                 raise Failure("inspect", "schemas %s would not carry everything: %s. Use schemas: [] to migrate the "
                               "whole database" % (", ".join(self.schemas), "; ".join(losses)))
         jobs = self.params["jobs"]
-        for endpoint, conn, needed in ((self.source, self.src, jobs + 3), (self.target, self.tgt, jobs + 2)):
+        target_needed = jobs + 2
+        if self.params.get("data_path") == "parallel":
+            from ansible_collections.codacy.selfhosted.plugins.module_utils import parallel
+            target_needed = parallel.target_connections(jobs)
+        for endpoint, conn, needed in ((self.source, self.src, jobs + 3), (self.target, self.tgt, target_needed)):
             shortfall = catalog.connection_shortfall(conn, endpoint, needed, "jobs %d plus the module's own" % jobs)
             if shortfall:
                 raise Failure("inspect", shortfall)
@@ -451,13 +463,15 @@ class Migration:
         self.meter.totals(**progress.source_totals(snap, marker.SCHEMA, self.schemas))
         if self.params["data_path"] == "directory":
             run_id = self.copy_through_directory(action, env, snapshot_id, tables)
+        elif self.params["data_path"] == "parallel":
+            run_id = self.copy_in_parallel(action, env, snapshot_id)
         else:
             run_id = self.copy_streaming(action, env, snapshot_id, tables)
         self.progress.update(phase="properties")
         self.timed("properties", dbprops.apply, self.tgt, self.target_database, self.properties)
         self.progress.update(phase="verify")
         self.timed("verify", self.verify, snapshot_id)
-        if self.params["analyze"]:
+        if self.params["analyze"] and self.params["data_path"] != "parallel":  # (parallel analyzes as it goes)
             argv = [self.clients["vacuumdb"], "--analyze-only", "--jobs=%d" % self.params["jobs"], "--no-password",
                     "--dbname=%s" % self.target.conninfo(self.target_database)]
             self.run_client("analyze", argv, env)
@@ -525,6 +539,36 @@ class Migration:
         self.restore_passes("post-data", schema_dir, passes, env, ("--section=post-data",))
         return run_id
 
+    def copy_in_parallel(self, action, env, snapshot_id):
+        """The table-parallel engine (module_utils/parallel.py): it plans and dumps the definitions,
+        the run is recorded as in progress, then it loads; its row counts serve verification."""
+        # Imported here: parallel uses this module's helpers for pg_dump's table of contents.
+        from ansible_collections.codacy.selfhosted.plugins.module_utils import parallel
+
+        def on_progress(**fields):
+            if "phase" in fields:
+                self.phase = fields["phase"]
+            self.progress.update(**fields)
+
+        settings = parallel.Settings(self.params["maintenance_work_mem"], self.params["max_parallel_maintenance_workers"],
+                                     self.params["analyze"])
+        engine = parallel.Engine(parallel.Request(
+            self.source, self.database, self.target, self.target_database, snapshot_id, self.params["jobs"],
+            self.schemas, settings, self.clients, self.private_dir, env, on_progress, self.guard))
+        try:
+            engine.prepare()
+            run_id = self.start_writing(action)
+            self.copied_rows = engine.load()
+        except parallel.CopyFailed as exc:
+            raise Failure(exc.phase, str(exc)) from None
+        finally:
+            for phase, seconds in engine.phases.items():
+                self.phases[phase] = round(self.phases.get(phase, 0) + seconds, 3)
+            self.commands.extend(engine.commands)
+            self.result["dump_bytes"] = engine.dump_bytes
+            self.result["parallelism"] = engine.parallelism
+        return run_id
+
     def restore_passes(self, phase, dump_dir, passes, env, options, done_pattern=None, total=None):
         """Restore from `dump_dir` the lists of restore_lists(), one after the other; progress
         counts in the first, which restores the data."""
@@ -565,7 +609,7 @@ class Migration:
         target = verify.Side(lambda: self.target.connect(self.target_database), name="target")
         try:
             tables, problems, warnings = verify.compare(source, target, self.params["verify"], jobs, marker.SCHEMA,
-                                                        self.schemas)
+                                                        self.schemas, copied=self.copied_rows)
             moved = verify.sequence_differences(self.src, self.tgt, marker.SCHEMA, self.schemas)
         except verify.ReadError as exc:
             raise Failure("verify", self.unreadable(exc)) from None

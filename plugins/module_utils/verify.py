@@ -316,8 +316,12 @@ class Relation:
         self.shape = dict(zip(self.columns, zip(types, not_null)))
 
 
-def compare(source, target, mode, jobs, skip_schema, schemas=None):
+def compare(source, target, mode, jobs, skip_schema, schemas=None, copied=None):
     """Compare source and target (`Side`s); return (tables, problems, warnings).
+
+    copied: {(schema, table): (source rows, target rows or None)} that the copy counted itself (the
+    command tags of its COPY TO and COPY FROM): with `counts`, those are not counted again (a target
+    count of None: the copy could not prove that nothing else wrote the table since; it is counted).
 
     tables: [{schema, table, kind, source_rows, target_rows, source_hash, target_hash, equal}]
     problems: sentences, empty when the copy is equal; warnings: what pg_dump's design changed."""
@@ -359,6 +363,12 @@ def compare(source, target, mode, jobs, skip_schema, schemas=None):
         query = content_query(sql.SQL("ONLY {} AS t").format(sql.Identifier(src.schema, src.name)),
                               src.columns, src.base_types, mode)
         what = "%s %s" % (src.kind, src.qualified)
+        counted = (copied or {}).get((src.schema, src.name)) if mode == "counts" and src.kind == "table" else None
+        if counted is not None:
+            # The target's count only when the copy could not prove that nothing else wrote there.
+            rows, target_rows = counted
+            return (rows, None), (target_rows, None) if target_rows is not None else \
+                tuple(target.query(query, what=what)[0]), None
         was, now = source.query(query, what=what)[0], target.query(query, what=what)[0]
         fresh = None
         if was != now and src.kind == "materialized view":

@@ -83,9 +83,10 @@ options:
     description:
       - How the data will travel (see M(codacy.selfhosted.codacy_db_migrate)). With V(directory),
         O(work_dir) must hold the dumps of the O(concurrency) largest databases; with V(stream) only the
-        definitions of their tables, indexes and constraints are written there.
+        definitions of their tables, indexes and constraints are written there, as with V(parallel),
+        which also opens up to 3 x O(jobs) + 2 connections per database to the target.
     type: str
-    choices: [stream, directory]
+    choices: [stream, directory, parallel]
     default: stream
   maintenance_database:
     description: Database to connect to on each server for server-wide checks.
@@ -196,7 +197,7 @@ import socket
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.codacy.selfhosted.plugins.module_utils import catalog, fingerprint, pgtools
+from ansible_collections.codacy.selfhosted.plugins.module_utils import catalog, fingerprint, parallel, pgtools
 from ansible_collections.codacy.selfhosted.plugins.module_utils.connection import (
     HAS_PSYCOPG2, PSYCOPG2_IMPORT_ERROR, ConnectionProblem, Endpoint, endpoint_argument_spec,
     forget_module_file)
@@ -222,7 +223,7 @@ ARGUMENT_SPEC = dict(
     bin_dir=dict(type="path"),
     schemas=dict(type="list", elements="str", default=[]),
     force=dict(type="bool", default=False),
-    data_path=dict(type="str", default="stream", choices=["stream", "directory"]),
+    data_path=dict(type="str", default="stream", choices=["stream", "directory", "parallel"]),
     maintenance_database=dict(type="str", default="postgres"),
     connect_timeout=dict(type="int", default=10),
     timeout=dict(type="int", default=0),
@@ -553,7 +554,13 @@ class Preflight:
         needed = self.params["concurrency"] * (self.params["jobs"] + 3)
         what = "%s %d x (%s %d + 3)" % (self.name("concurrency"), self.params["concurrency"], self.name("jobs"),
                                         self.params["jobs"])
-        for endpoint, conn in ((self.source, src), (self.target, tgt)):
+        target_needed, target_what = needed, what
+        if self.params["data_path"] == "parallel":
+            target_needed = self.params["concurrency"] * parallel.target_connections(self.params["jobs"])
+            target_what = "%s %d x (3 x %s %d + 2)" % (self.name("concurrency"), self.params["concurrency"],
+                                                       self.name("jobs"), self.params["jobs"])
+        for endpoint, conn, needed, what in ((self.source, src, needed, what),
+                                             (self.target, tgt, target_needed, target_what)):
             shortfall = catalog.connection_shortfall(conn, endpoint, needed, what)
             if shortfall:
                 instead = "lower %s or %s" % (self.name("jobs"), self.name("concurrency"))

@@ -15,7 +15,8 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RESULT = re.compile(r"^RESULT vendor_s=\d+\.\d ours_s=\d+\.\d pgcopydb_s=\d+\.\d bound_s=\d+\.\d rerun_s=\d+\.\d "
-                    r"ratio_vendor=\d+\.\d\d ratio_pgcopydb=\d+\.\d\d$")
+                    r"ratio_vendor=\d+\.\d\d ratio_pgcopydb=\d+\.\d\d ratio_pgcopydb_dominant=na "
+                    r"client_cpu_share=0\.\d\d\d$")
 # What the vendor script's `pg_restore -n public` leaves behind on this dataset: the harness must see it.
 VENDOR_LOSSES = ("accounts: extension citext: only in source", 'accounts: table public."User": only in source',
                  "results: extension pg_trgm: only in source", "filestore: large objects: count source=1, target=0")
@@ -35,8 +36,8 @@ def test_bench_smoke(tmp_path):
     with open(reports[0]) as handle:
         report = json.load(handle)
     runs = {run["label"]: run for run in report["runs"]}
-    assert set(runs) == {"vendor", "ours", "ours rerun", "pgcopydb", "directory", "bound 6x-j1", "bound 6x-j2",
-                         "bound 2x-j2", "bound 1x-j2"}
+    assert set(runs) == {"vendor", "ours", "ours rerun", "pgcopydb", "directory", "parallel", "stream", "bound 6x-j1",
+                         "bound 6x-j2", "bound 2x-j2", "bound 1x-j2"}
     for label, run in runs.items():
         if label == "vendor":
             # Ran to its end (exit 1 and error lines by design on empty targets), lost what -n public loses.
@@ -49,8 +50,8 @@ def test_bench_smoke(tmp_path):
         assert run["wall_s"] > 0 and run["timeline"], label
         # The sampler looks every 0.2 s: a run of the tiny smoke dataset can end between two looks.
         assert run["peak_rss_bytes"] > 0 or run["wall_s"] < 1, (label, run["wall_s"])
-    # Even the stream path dumps the schema to the work directory: the sampler must see both.
-    for label in ("ours", "directory"):
+    # Even the stream and parallel paths dump the schema to the work directory: the sampler must see them all.
+    for label in ("ours", "directory", "parallel", "stream"):
         assert runs[label]["peak_dump_bytes"] > 0, "the sampler did not see the dump directory of " + label
         assert runs[label]["actions"] == {db: "migrated" for db in report["dataset"]["order"]}
     assert runs["ours rerun"]["changed_tasks"] == 0

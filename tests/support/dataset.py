@@ -17,6 +17,7 @@ dropped and regenerated. Any other non-empty database is left alone unless force
 """
 
 import argparse
+import dataclasses
 import os
 import sys
 import time
@@ -629,13 +630,27 @@ SELECT setval(pg_get_serial_sequence('job_run', 'id'), (SELECT max(id) FROM job_
 
 SPECS = {spec.name: spec for spec in (ACCOUNTS, ANALYSIS, FILESTORE, JOBS, METRICS, RESULTS, LISTENER, CROW)}
 
+# Dataset shapes: the shares of the databases. `codacy` is the specs' own; `dominant` puts about 80% of
+# the bytes into one table (results.issue), the shape where one table bounds a copy that does not split it.
+SHAPES = {
+    "codacy": {},
+    "dominant": {"results": 0.92, "analysis": 0.03, "metrics": 0.02, "accounts": 0.01, "jobs": 0.01,
+                 "filestore": 0.01},
+}
+
+
+def spec_of(name, shape="codacy"):
+    share = SHAPES[shape].get(name)
+    return SPECS[name] if share is None else dataclasses.replace(SPECS[name], share=share)
+
 
 # --------------------------------------------------------------------------------------------
 # Generation
 # --------------------------------------------------------------------------------------------
-def marker(scale_mb, seed):
+def marker(scale_mb, seed, shape="codacy"):
     """The database comment that records what was generated."""
-    return "%s v%d scale_mb=%s seed=%d" % (MARKER_PREFIX, DATASET_VERSION, _fmt_scale(scale_mb), seed)
+    return "%s v%d scale_mb=%s seed=%d%s" % (MARKER_PREFIX, DATASET_VERSION, _fmt_scale(scale_mb), seed,
+                                             "" if shape == "codacy" else " shape=%s" % shape)
 
 
 def _fmt_scale(scale_mb):
@@ -748,10 +763,10 @@ def _database_size(cur, dbname):
     return cur.fetchone()[0]
 
 
-def _generate_one(conn_params, name, scale_mb, seed, force, progress):
+def _generate_one(conn_params, name, scale_mb, seed, force, progress, shape="codacy"):
     """Generate one database (or skip it); return its pg_database_size."""
-    spec = SPECS[name]
-    wanted = marker(scale_mb, seed)
+    spec = spec_of(name, shape)
+    wanted = marker(scale_mb, seed, shape)
     started = time.monotonic()
     admin = _connect(conn_params, _maintenance_db(conn_params))
     try:
@@ -772,13 +787,14 @@ def _generate_one(conn_params, name, scale_mb, seed, force, progress):
         admin.close()
 
 
-def generate(conn_params=None, scale_mb=100, databases=SIX, seed=1, force=False, progress=print, jobs=2):
+def generate(conn_params=None, scale_mb=100, databases=SIX, seed=1, force=False, progress=print, jobs=2,
+             shape="codacy"):
     """Create and fill the Codacy test databases; return {database: pg_database_size in bytes}.
 
     conn_params: psycopg2 keywords (host, port, user, password, sslmode...); anything missing comes from
     the libpq environment. Its dbname, if any, is the maintenance database to connect to (default
     PGDATABASE or postgres). databases: names or a comma-separated string. jobs: how many databases
-    are generated concurrently (each INSERT ... SELECT uses one server core).
+    are generated concurrently (each INSERT ... SELECT uses one server core). shape: one of SHAPES.
     """
     conn_params = dict(conn_params or {})
     if isinstance(databases, str):
@@ -791,9 +807,11 @@ def generate(conn_params=None, scale_mb=100, databases=SIX, seed=1, force=False,
         raise ValueError("scale_mb must be positive")
     started = time.monotonic()
     # Biggest first, so that the concurrent workers finish at about the same time.
-    order = sorted(databases, key=lambda name: -SPECS[name].share)
+    if shape not in SHAPES:
+        raise ValueError("unknown shape %s; known: %s" % (shape, ", ".join(SHAPES)))
+    order = sorted(databases, key=lambda name: -spec_of(name, shape).share)
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        futures = {name: pool.submit(_generate_one, conn_params, name, scale_mb, seed, force, progress)
+        futures = {name: pool.submit(_generate_one, conn_params, name, scale_mb, seed, force, progress, shape)
                    for name in order}
         sizes = {name: futures[name].result() for name in databases}
     progress("total: %.1f MB in %.1f s" % (sum(sizes.values()) / MB, time.monotonic() - started))

@@ -7,11 +7,11 @@ The restore-side `bound` is not in REGISTRY: it runs several configurations and 
 """
 
 from bench.run.contenders.bound import Bound
-from bench.run.contenders.ours import Ours, OursDirectory
+from bench.run.contenders.ours import Ours, OursDirectory, OursParallel, OursStream
 from bench.run.contenders.pgcopydb import PgCopyDb
 from bench.run.contenders.vendor import Vendor
 
-REGISTRY = {cls.name: cls for cls in (Vendor, Ours, PgCopyDb, OursDirectory)}
+REGISTRY = {cls.name: cls for cls in (Vendor, Ours, PgCopyDb, OursDirectory, OursParallel, OursStream)}
 CONTENDERS = tuple(REGISTRY)
 EXTRAS = ("bound", "rerun")
 

@@ -141,3 +141,34 @@ class OursDirectory(Ours):
 
     def work_dir(self, ctx):
         return os.path.join(ctx.workdir, "directory-work")
+
+
+class OursParallel(Ours):
+    """Our playbook with the table-parallel data path."""
+
+    name = "parallel"
+    title = "codacy.selfhosted playbook, data_path: parallel"
+    fixed_variables = {"db_migration_data_path": "parallel"}
+
+    @property
+    def description(self):
+        return ("as ours, with db_migration_data_path: parallel (COPY between the servers, tables largest first, "
+                "each table's indexes as soon as its rows are in)")
+
+    def work_dir(self, ctx):
+        return os.path.join(ctx.workdir, "parallel-work")
+
+
+class OursStream(Ours):
+    """Our playbook with the stream data path (pg_dump piped into pg_restore), whatever the default."""
+
+    name = "stream"
+    title = "codacy.selfhosted playbook, data_path: stream"
+    fixed_variables = {"db_migration_data_path": "stream"}
+
+    @property
+    def description(self):
+        return "as ours, with db_migration_data_path: stream (pg_dump -Fc -Z0 --data-only piped into pg_restore)"
+
+    def work_dir(self, ctx):
+        return os.path.join(ctx.workdir, "stream-work")
