@@ -241,7 +241,7 @@ class Engine:
         self._done = 0
         self._last_progress = 0.0
         self._table_command_recorded = False
-        self._wide = False  # one table's entries are restored by several pg_restore workers  # one per-table pg_restore stands for all in `commands`
+        self._wide = False  # one table's entries are restored by several pg_restore workers
 
     # -- helpers ---------------------------------------------------------------------------------
     def _progress(self, force=False, **fields):

@@ -551,16 +551,15 @@ class Preflight:
         # Per database at most: pg_dump/pg_restore workers and their leader, and the module's own
         # two connections; every database in the queue's slots at once. (Each database's own
         # connection limit is checked by the migration module's decision.)
-        needed = self.params["concurrency"] * (self.params["jobs"] + 3)
-        what = "%s %d x (%s %d + 3)" % (self.name("concurrency"), self.params["concurrency"], self.name("jobs"),
-                                        self.params["jobs"])
-        target_needed, target_what = needed, what
+        # data_path: parallel opens more sessions on the target (copy, index and analyze workers).
+        concurrency, jobs = self.params["concurrency"], self.params["jobs"]
+        source_room = (concurrency * (jobs + 3),
+                       "%s %d x (%s %d + 3)" % (self.name("concurrency"), concurrency, self.name("jobs"), jobs))
+        target_room = source_room
         if self.params["data_path"] == "parallel":
-            target_needed = self.params["concurrency"] * parallel.target_connections(self.params["jobs"])
-            target_what = "%s %d x (3 x %s %d + 2)" % (self.name("concurrency"), self.params["concurrency"],
-                                                       self.name("jobs"), self.params["jobs"])
-        for endpoint, conn, needed, what in ((self.source, src, needed, what),
-                                             (self.target, tgt, target_needed, target_what)):
+            target_room = (concurrency * parallel.target_connections(jobs),
+                           "%s %d x (3 x %s %d + 2)" % (self.name("concurrency"), concurrency, self.name("jobs"), jobs))
+        for endpoint, conn, (needed, what) in ((self.source, src, source_room), (self.target, tgt, target_room)):
             shortfall = catalog.connection_shortfall(conn, endpoint, needed, what)
             if shortfall:
                 instead = "lower %s or %s" % (self.name("jobs"), self.name("concurrency"))

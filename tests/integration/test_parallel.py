@@ -88,7 +88,7 @@ def run_engine(source, target, dbname, tmp_path, jobs=2, split_min_bytes=None, c
 
 def parts_of(engine):
     counted = {}
-    for _size, table, condition in engine.parts:
+    for _size, table, _condition in engine.parts:
         counted[table.name] = counted.get(table.name, 0) + 1
     return counted
 

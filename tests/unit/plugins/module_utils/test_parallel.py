@@ -35,7 +35,7 @@ class TestSplitting:
         found = parallel.ranges(low, high, 3)
         assert found[0][0] is None and found[-1][1] is None
         assert all(a[1] == b[0] for a, b in zip(found, found[1:]))
-        assert all(low < bound <= high for bound, _ in found[1:])
+        assert all(low < bound <= high for bound, _upper in found[1:])
 
 
 TOC = [
