@@ -40,6 +40,7 @@ except ImportError:  # reported by the modules through connection.HAS_PSYCOPG2
     psycopg2 = sql = None
 
 PREFIX = "codacy_migration_"
+LIKE_PREFIX = PREFIX.replace("_", "\\_") + "%"  # for LIKE: every name of ours
 
 # Catalog columns that the changes logical replication carries also change: TRUNCATE gives a
 # table (and its indexes and TOAST table) a new file. Left out of the definitions compared at
@@ -169,7 +170,7 @@ def leftovers(conn):
     """Every slot of this collection on the server of `conn`, whatever its database, largest
     retention first: what earlier runs may have left behind."""
     rows = fetchall(conn, "SELECT %s FROM pg_replication_slots WHERE slot_name LIKE %%s ORDER BY 6 DESC, 1"
-                    % _slot_columns(conn), (PREFIX.replace("_", "\\_") + "%",))
+                    % _slot_columns(conn), (LIKE_PREFIX,))
     return [_slot_row(row) for row in rows]
 
 
@@ -527,7 +528,7 @@ def source_database_problems(conn, database, skip_schema):
                         "LOGGED, or use mode: offline" % (database, _listed(unlogged)))
     large_objects = fetchall(conn, "SELECT count(*) FROM pg_largeobject_metadata")[0][0]
     if large_objects:
-        problems.append("%s holds %d large objects, which logical replication does not carry: migrate it with "
+        problems.append("%s holds large objects (%d), which logical replication does not carry: migrate it with "
                         "mode: offline" % (database, large_objects))
     return problems
 
