@@ -63,10 +63,11 @@ def write_private(path, text):
 
 
 class ModuleRunner:
-    """Run codacy.selfhosted.codacy_db_migrate through ansible-playbook and return its result."""
+    """Run codacy.selfhosted.codacy_db_migrate (or `module`) through ansible-playbook and return its result."""
 
-    def __init__(self, tmpdir):
+    def __init__(self, tmpdir, module="codacy.selfhosted.codacy_db_migrate"):
         self.tmpdir = str(tmpdir)
+        self.module = module
 
     def playbook(self, args, check=False):
         """Write a playbook running the module once and saving the registered result as JSON.
@@ -77,7 +78,7 @@ class ModuleRunner:
         number = next(_names)
         self.result_path = os.path.join(self.tmpdir, "result-%d.json" % number)
         play = [{"hosts": "localhost", "connection": "local", "gather_facts": False, "tasks": [
-            {"name": "migrate", "codacy.selfhosted.codacy_db_migrate": args, "check_mode": check,
+            {"name": "migrate", self.module: args, "check_mode": check,
              "diff": True, "ignore_errors": True, "register": "result"},
             {"name": "save the result", "ansible.builtin.copy": {
                 "content": "{{ result | to_json }}", "dest": self.result_path, "mode": "0600"},

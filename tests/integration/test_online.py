@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from tests.integration.conftest import PASSWORD, module_args, run_in_process, succeeded
+from tests.integration.conftest import PASSWORD, ModuleRunner, module_args, run_in_process, succeeded
 from tests.integration.features import add_bulk, create_database, create_feature_database, execute, processes, wait_for
 from tests.support import embedded
 from tests.support.compare import compare
@@ -372,3 +372,56 @@ def test_restarts_and_a_stopped_subscription_while_following(logical_source, sub
     succeeded(run_in_process(online_args(source, target, dbname, work_dir, mode="cutover")), "cut_over")
     assert_equal(source, target, dbname, writer)
     assert replication_objects(source, target, dbname) == []
+
+
+def test_preflight_lists_what_online_migration_needs(source, target, dbname, tmp_path):
+    """The preflight module (mode online) on a server with wal_level = replica, a user without the
+    REPLICATION right, a table without a primary key, a large object and a source the target cannot
+    reach: every problem at once, nothing written."""
+    create_feature_database(source, dbname)
+    execute(source, dbname, "CREATE TABLE event_log (at timestamptz, what text); SELECT lo_from_bytea(0, 'x')")
+    execute(source, "postgres", "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'copier') THEN "
+                                "CREATE ROLE copier LOGIN NOREPLICATION PASSWORD 'copier-pw'; END IF; END $$")
+    closed = free_port()
+    args = {"source": source.endpoint(user="copier", password="copier-pw"), "target": target.endpoint(),
+            "databases": [dbname], "work_dir": str(tmp_path), "mode": "online", "fail_on_problems": False,
+            "source_from_target": {"port": closed}}
+    result = ModuleRunner(tmp_path, "codacy.selfhosted.codacy_db_preflight")(args)
+    assert not result.get("failed"), result.get("msg")
+    problems = " | ".join(result["problems"])
+    for expected in ("has wal_level = replica; online migration needs wal_level = logical",
+                     "source user copier@127.0.0.1:%d has no REPLICATION right" % source.port,
+                     "%s: tables without a primary key or replica identity: public.event_log" % dbname,
+                     "%s holds large objects (1)" % dbname,
+                     "%s: the target server 127.0.0.1:%d cannot reach the source as 127.0.0.1:%d" % (
+                         dbname, target.port, closed)):
+        assert expected in problems, (expected, result["problems"])
+    assert replication_objects(source, target, dbname) == []
+
+
+def test_preflight_warns_about_our_slots(logical_source, subscriber, dbname, tmp_path, work_dir):
+    """A slot of ours that nothing follows keeps WAL until the disk is full, and a following one that
+    retains more than max_slot_lag: both named, with the WAL they keep."""
+    source, target = logical_source, subscriber
+    online_database(source, target, dbname, work_dir)
+    following = execute(source, dbname, "SELECT slot_name FROM pg_replication_slots WHERE database = %s", (dbname,))
+    leftover = "codacy_migration_0123456789ab"
+    execute(source, dbname, "SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", (leftover,))
+    try:
+        execute(source, dbname, "INSERT INTO issue (account_id, level, message) SELECT 1, 'info', 'more'"
+                                " FROM generate_series(1, 20000)")
+        args = {"source": source.endpoint(), "target": target.endpoint(), "databases": [dbname],
+                "work_dir": str(tmp_path), "fail_on_problems": False, "mode": "online", "max_slot_lag": 1024}
+        result = ModuleRunner(tmp_path, "codacy.selfhosted.codacy_db_preflight")(args)
+        assert result["problems"] == [], result["problems"]
+        slots = dict((s["name"], s) for s in result["replication_slots"])
+        assert slots[leftover]["retained_bytes"] > 1024 * 1024 and not slots[leftover]["active"], slots
+        warnings = " | ".join(result.get("warnings", []))
+        assert "replication slot %s (database %s, not in use, retains" % (leftover, dbname) in warnings, warnings
+        assert "db_migration_mode: abort" in warnings and "pg_drop_replication_slot('%s')" % leftover in warnings
+        assert "replication slot %s (database %s, in use, retains" % (following[0][0], dbname) in warnings
+        assert "more than db_migration_max_slot_lag (1.0 kB)" in warnings
+        assert result["databases"][0]["action"] == "following", result["databases"]
+    finally:
+        execute(source, dbname, "SELECT pg_drop_replication_slot(%s)", (leftover,))
+    succeeded(run_in_process(online_args(source, target, dbname, work_dir, mode="abort")), "aborted")
