@@ -143,8 +143,10 @@ SELECT CASE WHEN s.setrole = 0 THEN 'ALTER DATABASE ' || quote_ident(d.datname)
 """
 
 
-def _catalogs_sql(conn):
-    """One query returning (catalog, digest) for every catalog, built from the server's own list."""
+def _catalogs_sql(conn, ignore=None):
+    """One query returning (catalog, digest) for every catalog, built from the server's own list;
+    `ignore` maps catalogs to columns left out as well (None: the whole catalog)."""
+    ignore = ignore or {}
     with conn.cursor() as cur:
         cur.execute(COLUMNS_SQL)
         catalogs = cur.fetchall()
@@ -153,15 +155,17 @@ def _catalogs_sql(conn):
     readable = set(name for name, _shared, _columns in catalogs)
     parts = []
     for name, shared, columns in catalogs:
-        if name in SKIPPED_CATALOGS or (shared and name not in SHARED_WITH_ROW_FILTER):
+        if name in SKIPPED_CATALOGS or (shared and name not in SHARED_WITH_ROW_FILTER) or \
+                (name in ignore and ignore[name] is None):
             continue
-        kept = ['"%s"' % column for column in columns if column not in VOLATILE_COLUMNS.get(name, ())]
+        kept = ['"%s"' % column for column in columns
+                if column not in VOLATILE_COLUMNS.get(name, ()) and column not in (ignore.get(name) or ())]
         rows = "SELECT ROW(%s)::text FROM pg_catalog.%s" % (", ".join(kept), name)
         if shared:
             rows += " WHERE " + SHARED_WITH_ROW_FILTER[name].format(db=int(db))
         parts.append((name, rows))
-    parts += [(name, query) for name, query in READABLE_SUBSTITUTES.items() if name not in readable]
-    parts += [(name, query.format(db=int(db))) for name, query in SHARED_SQL.items()]
+    parts += [(name, query) for name, query in READABLE_SUBSTITUTES.items() if name not in readable and name not in ignore]
+    parts += [(name, query.format(db=int(db))) for name, query in SHARED_SQL.items() if name not in ignore]
     return " UNION ALL ".join(
         "SELECT '%s', md5(coalesce(string_agg(r, E'\\n' ORDER BY r), '')) FROM (%s) AS x(r)" % (name, rows)
         for name, rows in parts)
@@ -175,11 +179,12 @@ def _xid_snapshot(cur):
     return {"next": int(xmax), "running": [int(x) for x in running.split(",") if x]}
 
 
-def read(conn, skip_schema):
+def read(conn, skip_schema, ignore=None):
     """The fingerprint of the database `conn` is connected to, as a JSON-able dict; `skip_schema`
-    (the marker's) is left out of the counters and sequences."""
+    (the marker's) is left out of the counters and sequences. `ignore` leaves catalog columns out
+    of the definitions (see _catalogs_sql): such a fingerprint only compares with one read alike."""
     args = {"skip": skip_schema}
-    catalogs_sql = _catalogs_sql(conn)
+    catalogs_sql = _catalogs_sql(conn, ignore)
     with conn.cursor() as cur:
         # Counters are kept in a snapshot for the whole transaction in some versions: read fresh.
         cur.execute("SELECT pg_stat_clear_snapshot()")

@@ -7,7 +7,10 @@ One table of run records in a schema of its own, outside the application's schem
 application never sees it, pg_dump of the source never includes it (it is excluded by name),
 and removing it (DROP SCHEMA codacy_migration CASCADE) leaves the application's data intact.
 A run is written `in_progress` before the target is touched and `complete` only after the
-restored copy was verified, so an interrupted run is always recognisable.
+restored copy was verified, so an interrupted run is always recognisable. An online migration
+(see online.py) records `following` while the target follows the source by logical
+replication, `cut_over` once the cutover verified it (a completed copy like `complete`), or
+`aborted` when its replication was removed before (an unfinished copy).
 """
 
 from __future__ import absolute_import, division, print_function
@@ -25,6 +28,11 @@ SCHEMA = "codacy_migration"
 TABLE = "runs"
 IN_PROGRESS = "in_progress"
 COMPLETE = "complete"
+FOLLOWING = "following"
+CUT_OVER = "cut_over"
+ABORTED = "aborted"
+# The states of a finished, verified copy.
+COMPLETED = (COMPLETE, CUT_OVER)
 
 # An advisory lock key shared by every run into the same target database (the database is
 # implicit: advisory locks are per database). Value: crc32 of 'codacy_db_migrate'.
@@ -72,23 +80,36 @@ def ensure(conn):
             "migration into this database. Not used by the application; safe to drop after cutover.",))
 
 
-def start(conn, action, source, source_fingerprint, tool_version):
+def start(conn, action, source, source_fingerprint, tool_version, details=None):
     """Record a run as in progress (before the target is touched); return its id."""
     ensure(conn)
     with conn.cursor() as cur:
         cur.execute(sql.SQL(
-            "INSERT INTO {} (state, action, source, source_fingerprint, tool_version)"
-            " VALUES (%s, %s, %s, %s, %s) RETURNING id").format(_table()),
-            (IN_PROGRESS, action, json.dumps(source), json.dumps(source_fingerprint), tool_version))
+            "INSERT INTO {} (state, action, source, source_fingerprint, tool_version, details)"
+            " VALUES (%s, %s, %s, %s, %s, %s) RETURNING id").format(_table()),
+            (IN_PROGRESS, action, json.dumps(source), json.dumps(source_fingerprint), tool_version,
+             None if details is None else json.dumps(details)))
         return cur.fetchone()[0]
 
 
-def complete(conn, run_id, target_fingerprint, details):
+def complete(conn, run_id, target_fingerprint, details, state=COMPLETE, source_fingerprint=None):
+    """Record a run's copy as verified; `details` are added to those recorded. A cutover also
+    records the source's fingerprint read when replication was removed."""
     with conn.cursor() as cur:
         cur.execute(sql.SQL(
-            "UPDATE {} SET state = %s, target_fingerprint = %s, details = %s, finished_at = now()"
+            "UPDATE {} SET state = %s, target_fingerprint = %s, details = coalesce(details, '{{}}') || %s,"
+            " source_fingerprint = coalesce(%s, source_fingerprint), finished_at = now()"
             " WHERE id = %s").format(_table()),
-            (COMPLETE, json.dumps(target_fingerprint), json.dumps(details), run_id))
+            (state, json.dumps(target_fingerprint), json.dumps(details),
+             None if source_fingerprint is None else json.dumps(source_fingerprint), run_id))
+
+
+def update(conn, run_id, state, details=None):
+    """Set a run's state (online migration), adding `details` to those recorded."""
+    with conn.cursor() as cur:
+        cur.execute(sql.SQL(
+            "UPDATE {} SET state = %s, details = coalesce(details, '{{}}') || %s WHERE id = %s").format(_table()),
+            (state, json.dumps(details or {}), run_id))
 
 
 def try_lock(conn):

@@ -152,7 +152,12 @@ def _decide(content, record, source_identity, source, target, force, prove_targe
         return "refused", ["the target database holds data this module did not put there (%s); nothing was "
                            "written. Point target_database at an empty database, or set force: true to "
                            "replace that content" % described]
-    if record["state"] != marker.COMPLETE:
+    if record["state"] == marker.FOLLOWING:
+        # Writing there would race with the subscription's apply worker, whatever force says.
+        return "refused", ["the target database follows the source by logical replication (an online migration "
+                           "started at %s): finish it with mode: cutover, or remove the replication with mode: abort. "
+                           "Nothing was written" % record["started_at"]]
+    if record["state"] not in marker.COMPLETED:
         return "resumed", ["the copy started at %s did not finish" % record["started_at"]]
     reasons = []
     if record["source"] != source_identity:
@@ -251,6 +256,9 @@ def pattern(name):
 class Migration:
     """One run of the module: inspect, decide, and (unless check mode) copy, verify and record."""
 
+    # The actions that write (copy() does them); any other action reports and ends the run.
+    WRITING_ACTIONS = COPYING_ACTIONS
+
     def __init__(self, params, check_mode=False, diff=False):
         self.params = params
         self.check_mode = check_mode
@@ -272,6 +280,7 @@ class Migration:
         self.warnings = []
         self.phase = "validate"
         self.private_dir = None
+        self.snap = None
         self.queue = None
         self.guard = None
         self.copied_rows = None  # {(schema, table): [source rows, target rows]} counted by data_path: parallel
@@ -447,20 +456,32 @@ class Migration:
                          self.source.address if on_source else self.target.address, returncode,
                          " | ".join(errors) or "no error output", hint))
 
+    def take_snapshot(self):
+        """Export the snapshot that pg_dump and verification read; return its id. The session
+        holding it stays open until release_snapshot()."""
+        self.snap = self.source.connect(self.database, read_only=True, autocommit=False)
+        self.conns.append(self.snap)
+        with self.snap.cursor() as cur:
+            cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            cur.execute("SELECT pg_export_snapshot()")
+            return cur.fetchone()[0]
+
+    def release_snapshot(self):
+        self.snap.rollback()
+
+    def record_details(self):
+        """What the run record holds from its start (online migration records its replication)."""
+        return None
+
     def copy(self, action):
         env = child_environment(write_passfile(self.private_dir, [self.source, self.target]))
         # The snapshot pg_dump reads, held open so that verification reads the same data.
-        snap = self.source.connect(self.database, read_only=True, autocommit=False)
-        self.conns.append(snap)
-        with snap.cursor() as cur:
-            cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            cur.execute("SELECT pg_export_snapshot()")
-            snapshot_id = cur.fetchone()[0]
-        tables = len(catalog.fetchall(snap, verify.TABLES_SQL, {"skip": marker.SCHEMA,
-                                                                "schemas": self.schemas or None}))
+        snapshot_id = self.take_snapshot()
+        tables = len(catalog.fetchall(self.snap, verify.TABLES_SQL, {"skip": marker.SCHEMA,
+                                                                     "schemas": self.schemas or None}))
         self.meter = progress.Meter(self.progress, self.tgt, self.target_info["major"], marker.SCHEMA,
                                     self.source_db["size"])
-        self.meter.totals(**progress.source_totals(snap, marker.SCHEMA, self.schemas))
+        self.meter.totals(**progress.source_totals(self.snap, marker.SCHEMA, self.schemas))
         if self.params["data_path"] == "directory":
             run_id = self.copy_through_directory(action, env, snapshot_id, tables)
         elif self.params["data_path"] == "parallel":
@@ -475,7 +496,7 @@ class Migration:
             argv = [self.clients["vacuumdb"], "--analyze-only", "--jobs=%d" % self.params["jobs"], "--no-password",
                     "--dbname=%s" % self.target.conninfo(self.target_database)]
             self.run_client("analyze", argv, env)
-        snap.rollback()
+        self.release_snapshot()
         self.progress.update(phase="record")
         self.timed("record", self.finish, run_id)
 
@@ -492,7 +513,7 @@ class Migration:
     def start_writing(self, action):
         """Record the run as in progress, then empty the target if it holds anything."""
         run_id = self.timed("record", marker.start, self.tgt, action, self.source_identity, self.source_fp,
-                            COLLECTION_VERSION)
+                            COLLECTION_VERSION, self.record_details())
         if self.record is not None or self.content:
             # On a connection of its own, closed at once: a session reports the rows it wrote (large
             # objects unlinked) to the statistics when it ends, which finish() waits for, so they
@@ -617,8 +638,7 @@ class Migration:
             source.close()
             target.close()
         self.warnings.extend(warnings)
-        if self.other_sessions:
-            # The application is running: its sequences may move after the dump. The next run copies again.
+        if not self.sequences_settled():
             self.warnings.extend(moved)
         else:
             problems += moved
@@ -629,6 +649,11 @@ class Migration:
             raise Failure("verify", "the copy of %s in %s on %s differs from the source: %s. It stays marked "
                           "unfinished; the next run copies it again"
                           % (self.database, self.target_database, self.target.address, "; ".join(problems[:10])))
+
+    def sequences_settled(self):
+        """Whether the source's sequences must equal the copy's. Not while the application is
+        running: its sequences may move after the dump, and the next run copies again."""
+        return not self.other_sessions
 
     def unreadable(self, exc):
         """The message for a verification that could not read what it compares: where, and what to do."""
@@ -646,6 +671,11 @@ class Migration:
                 % (self.database, self.target_database, self.target.address, exc, advice))
 
     def finish(self, run_id):
+        marker.complete(self.tgt, run_id, self.target_fingerprint(),
+                        {"phases": self.phases, "dump_bytes": self.result["dump_bytes"], "verified": self.result["verified"]})
+
+    def target_fingerprint(self):
+        """The target's fingerprint that a later run compares it with, with the verified row counts."""
         # Statistics of the restore's sessions are flushed when they end: wait for them before
         # reading the fingerprint that a later run compares the target with.
         deadline = time.time() + 30
@@ -658,8 +688,7 @@ class Migration:
         # unpopulated materialized view has no rows; refreshing it changes the definitions).
         target_fp["rows"] = None if self.params["verify"] == "none" else \
             [[t["schema"], t["table"], t["target_rows"]] for t in self.result["tables"] if t["target_rows"] is not None]
-        marker.complete(self.tgt, run_id, target_fp, {"phases": self.phases, "dump_bytes": self.result["dump_bytes"],
-                                                      "verified": self.result["verified"]})
+        return target_fp
 
     # -- the run ---------------------------------------------------------------------------------
     def run(self):
@@ -676,17 +705,17 @@ class Migration:
             if self.diff:
                 before = {"state": self.record["state"], "copy_of": fingerprint.digest(self.record["source_fingerprint"])} \
                     if self.record else {"state": "absent"}
-                after = before if action in ("refused", "unchanged") else \
-                    {"state": marker.COMPLETE, "copy_of": self.result["source_fingerprint"]}
+                after = before if action not in self.WRITING_ACTIONS else \
+                    {"state": self.state_after(action), "copy_of": self.result["source_fingerprint"]}
                 self.result["diff"] = {"before": before, "after": after}
             if action == "refused":
                 raise Failure("inspect", reasons[0], action)
-            self.result["changed"] = action != "unchanged"
+            self.result["changed"] = action in self.WRITING_ACTIONS
             if action == "unchanged":
                 # What the copy was verified with when it was made (tables and rows), for the report.
                 self.result["verified"].update(((self.record.get("details") or {}).get("verified") or {}),
                                                copied_at=self.record["finished_at"])
-            if action == "unchanged" or self.check_mode:
+            if not self.result["changed"] or self.check_mode:
                 return self.result
             with self.make_guard():
                 self.wait_for_slot()
@@ -712,6 +741,10 @@ class Migration:
         if queue.get("heartbeat_timeout") and not os.path.exists(os.path.join(queue["dir"], "heartbeat")):
             raise Failure("start", "%s: the run that started this migration was interrupted before it began; nothing "
                           "was written" % self.database)
+
+    def state_after(self, action):
+        """The state of the target's record after a run that takes `action` (for --diff)."""
+        return marker.COMPLETE
 
     def make_guard(self):
         """The guard of the writing part: signals, the run's time limit, and (for the role's

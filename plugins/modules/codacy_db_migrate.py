@@ -28,7 +28,11 @@ description:
     the target database.
   - "Outcomes (RV(action)): V(migrated) (the target was empty), V(unchanged) (nothing to do),
     V(refreshed) (the source changed since the last copy), V(resumed) (the last copy did not finish),
-    V(refused) (the task fails and nothing was written)."
+    V(refused) (the task fails and nothing was written); with O(mode) other than V(offline) also
+    V(following) (the target follows the source; nothing changed), V(cut_over) and V(aborted)."
+  - Online migration (O(mode=online)) copies while the application runs and leaves the target following the
+    source by native logical replication; O(mode=cutover), once the application is stopped, ends it with a
+    downtime of seconds; O(mode=abort) removes it. See O(mode).
   - Refused before anything is written, each with a message naming the value and what to do, are an
     unknown source database, a missing target database, unreachable servers, failed authentication,
     C(pg_dump) older than the source server, a target whose encoding, C(LC_COLLATE) or C(LC_CTYPE)
@@ -166,6 +170,54 @@ options:
       - C(max_parallel_maintenance_workers) of the same sessions (the server caps it with its own
         C(max_parallel_workers) and C(max_worker_processes)). By default the server's setting applies.
     type: int
+  mode:
+    description:
+      - V(offline) (the default) copies the database once; the application should be stopped.
+      - V(online) copies while the application runs, reading the snapshot exported with a logical replication
+        slot, then creates a subscription on the target over that slot, so that the target follows every change
+        made since (RV(state=following)). The source must have C(wal_level=logical), a free replication slot and
+        WAL sender, and a user with the C(REPLICATION) right (or C(rds_replication)); the target user must be
+        allowed to create subscriptions, and the target server must reach the source (O(source_from_target));
+        every table needs a primary key or replica identity, and the database must hold no large objects and no
+        unlogged tables. All of this is checked before anything is written. This mode writes a publication and a
+        replication slot to the source, the only writes this module ever makes there; both are removed by
+        V(cutover), by V(abort), and when the run fails before the subscription exists. A rerun while following
+        reports the lag and changes nothing (RV(action=following)).
+      - V(cutover), once the application is stopped, refuses while other sessions are connected to the source and
+        when its definitions changed since the copy (logical replication carries no DDL); waits until the target
+        applied everything up to the source's WAL position and proves that nothing is left to apply; sets every
+        sequence from the source; refreshes materialized views; verifies as O(verify) says; removes the
+        subscription, the slot and the publication; and records the copy as complete, so that a later offline run
+        over the unchanged source reports V(unchanged). RV(downtime) is the time from its start to the verified
+        target.
+      - V(abort) removes the subscription, the slot and the publication on both servers and leaves the copy
+        marked unfinished; the source is as it was before the online migration.
+    type: str
+    choices: [offline, online, cutover, abort]
+    default: offline
+  source_from_target:
+    description:
+      - With O(mode=online), how the target server reaches the source, since the target pulls the changes (for
+        example the source's address on the cluster network, when this module reaches it through a port
+        forward). Each key defaults to the O(source) option's.
+      - The subscription's connection string, stored on the target in C(pg_subscription.subconninfo) (readable by
+        superusers only) until the cutover or abort removes it, holds the source password. The statement that
+        creates it runs with statement logging turned off where the target user may do so.
+    type: dict
+    suboptions:
+      host:
+        description: Host name or address of the source, as seen from the target server.
+        type: str
+      port:
+        description: Port of the source, as seen from the target server.
+        type: int
+      sslmode:
+        description: libpq C(sslmode) of the target server's connection to the source.
+        type: str
+        choices: [disable, allow, prefer, require, verify-ca, verify-full]
+      sslrootcert:
+        description: CA bundle for that connection: a path on the B(target server).
+        type: str
   progress_file:
     description:
       - A file that the module keeps rewriting with its phase and how far it is (JSON), for a
@@ -278,7 +330,7 @@ action:
   returned: always
   type: str
   sample: migrated
-  choices: [migrated, unchanged, refreshed, resumed, refused]
+  choices: [migrated, unchanged, refreshed, resumed, refused, following, cut_over, aborted]
 database:
   description: The source database.
   returned: always
@@ -357,16 +409,47 @@ source_fingerprint:
   returned: when connected
   type: str
   sample: 3f1c9a0d2b7e4410
+mode:
+  description: The O(mode) of the run.
+  returned: with O(mode) other than V(offline)
+  type: str
+  sample: online
+state:
+  description:
+    - The target's record after the run (before it, in check mode or when refused), C(in_progress),
+      C(following), C(cut_over), C(aborted) or C(complete).
+  returned: with O(mode) other than V(offline)
+  type: str
+  sample: following
+replication:
+  description:
+    - The online migration's replication, named C(name) on both servers (publication, slot, subscription)
+      C(lag_bytes), WAL the target has not confirmed yet; C(retained_bytes), WAL the slot keeps on the source;
+      whether the subscription is enabled and its apply worker runs.
+  returned: with O(mode) other than V(offline)
+  type: dict
+  sample: {name: codacy_migration_0f3c2a9b71de, lag_bytes: 8192, retained_bytes: 1048576,
+           subscription_enabled: true, apply_running: true}
+downtime:
+  description: Seconds from the start of the cutover to the verified target.
+  returned: after a cutover
+  type: float
+  sample: 4.2
+removed:
+  description: What the run removed of an online migration's replication.
+  returned: when something was removed
+  type: list
+  elements: str
 """
 
 import traceback
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.codacy.selfhosted.plugins.module_utils import guard, pgtools
+from ansible_collections.codacy.selfhosted.plugins.module_utils import guard, online, pgtools
 from ansible_collections.codacy.selfhosted.plugins.module_utils.connection import (
-    HAS_PSYCOPG2, PSYCOPG2_IMPORT_ERROR, ConnectionProblem, endpoint_argument_spec, forget_module_file)
-from ansible_collections.codacy.selfhosted.plugins.module_utils.migration import Failure, Migration, validate
+    HAS_PSYCOPG2, PSYCOPG2_IMPORT_ERROR, SSLMODES, ConnectionProblem, endpoint_argument_spec, forget_module_file)
+from ansible_collections.codacy.selfhosted.plugins.module_utils.migration import Failure
 
 ARGUMENT_SPEC = dict(
     database=dict(type="str", required=True),
@@ -386,6 +469,13 @@ ARGUMENT_SPEC = dict(
     data_path=dict(type="str", default="stream", choices=["stream", "directory", "parallel"]),
     maintenance_work_mem=dict(type="str", default="256MB"),
     max_parallel_maintenance_workers=dict(type="int"),
+    mode=dict(type="str", default="offline", choices=list(online.MODES)),
+    source_from_target=dict(type="dict", options=dict(
+        host=dict(type="str"),
+        port=dict(type="int"),
+        sslmode=dict(type="str", choices=SSLMODES),
+        sslrootcert=dict(type="str"),
+    )),
     progress_file=dict(type="path"),
     queue=dict(type="dict", options=dict(
         dir=dict(type="path", required=True),
@@ -396,8 +486,10 @@ ARGUMENT_SPEC = dict(
 )
 
 
-# Phases after which the target was written to (a failure there leaves the copy marked unfinished).
-WRITING_PHASES = ("record", "clear", "pre-data", "restore", "post-data", "properties", "verify", "analyze")
+# Phases after which a server was written to (a failure there leaves the copy marked unfinished; online
+# migration's phases write its replication objects).
+WRITING_PHASES = ("record", "clear", "pre-data", "restore", "post-data", "properties", "verify", "analyze",
+                  "publication", "slot", "subscribe", "resume", "catch-up", "sequences", "cleanup", "abort")
 
 
 def failure(migration, exc):
@@ -425,10 +517,10 @@ def main():
     forget_module_file(module)  # it holds the passwords
     if not HAS_PSYCOPG2:
         module.fail_json(msg=missing_required_lib("psycopg2"), exception=PSYCOPG2_IMPORT_ERROR)
-    problems = validate(module.params, probe_write=not module.check_mode)
+    problems = online.validate(module.params, probe_write=not module.check_mode)
     if problems:
         module.fail_json(msg="; ".join(problems), phase="validate", action="refused", changed=False)
-    migration = Migration(module.params, check_mode=module.check_mode, diff=module._diff)
+    migration = online.make(module.params, check_mode=module.check_mode, diff=module._diff)
     try:
         result = migration.run()
     except (Exception, guard.Interrupted) as exc:  # pylint: disable=broad-except

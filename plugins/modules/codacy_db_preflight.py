@@ -28,6 +28,14 @@ description:
     missing roles, a schema restriction that would lose objects, the source itself).
   - Returns the plan the role follows, largest database first, with each database's planned action and
     what is needed to create missing target databases (encoding, C(LC_COLLATE), C(LC_CTYPE), owner).
+  - With O(mode=online), also what online migration needs (see M(codacy.selfhosted.codacy_db_migrate)):
+    C(wal_level=logical) on the source, free replication slots and WAL senders there for every database, the
+    C(REPLICATION) right (or C(rds_replication)) of the source user, the target user's right to create
+    subscriptions and free logical replication workers on the target, the target server reaching the source
+    (O(source_from_target)), and in every source database a primary key or replica identity on every table, no
+    large objects and no unlogged tables. Sessions on the source are then expected (the application runs).
+  - In every mode, warns about each replication slot of this collection on the source that nobody uses, or
+    that retains more than O(max_slot_lag) bytes of WAL.
 author:
   - Codacy Self-hosted team (@codacy)
 extends_documentation_fragment:
@@ -107,6 +115,37 @@ options:
         C(db_migration_jobs).
     type: str
     default: ""
+  mode:
+    description:
+      - The O(codacy.selfhosted.codacy_db_migrate#module:mode) the migration will run with.
+    type: str
+    choices: [offline, online, cutover, abort]
+    default: offline
+  source_from_target:
+    description:
+      - How the target server reaches the source (see M(codacy.selfhosted.codacy_db_migrate)); with
+        O(mode=online) a subscription that connects and is rolled back proves that it does.
+    type: dict
+    suboptions:
+      host:
+        description: Host name or address of the source, as seen from the target server.
+        type: str
+      port:
+        description: Port of the source, as seen from the target server.
+        type: int
+      sslmode:
+        description: libpq C(sslmode) of the target server's connection to the source.
+        type: str
+        choices: [disable, allow, prefer, require, verify-ca, verify-full]
+      sslrootcert:
+        description: CA bundle for that connection, a path on the target server.
+        type: str
+  max_slot_lag:
+    description:
+      - Warn when a replication slot of this collection retains more than this many bytes of WAL on the source
+        (a slot keeps WAL until its subscriber confirms it, or until the source's disk is full).
+    type: int
+    default: 1073741824
   fail_on_problems:
     description:
       - Fail when a problem is found. With V(false) the problems are only returned in RV(problems),
@@ -189,6 +228,13 @@ privileges:
   returned: when connected
   type: dict
   sample: {source: superuser, target: member of rds_superuser}
+replication_slots:
+  description: The replication slots of this collection on the source server, with the WAL each retains.
+  returned: when connected
+  type: list
+  elements: dict
+  sample: [{name: codacy_migration_0f3c2a9b71de, database: analysis, active: true, lag_bytes: 8192,
+            retained_bytes: 1048576, confirmed: 0/3000148, wal_status: reserved}]
 """
 
 import os
@@ -197,11 +243,12 @@ import socket
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.codacy.selfhosted.plugins.module_utils import catalog, fingerprint, parallel, pgtools
+from ansible_collections.codacy.selfhosted.plugins.module_utils import (
+    catalog, fingerprint, marker, online, parallel, pgtools, replication)
 from ansible_collections.codacy.selfhosted.plugins.module_utils.connection import (
-    HAS_PSYCOPG2, PSYCOPG2_IMPORT_ERROR, ConnectionProblem, Endpoint, endpoint_argument_spec,
+    HAS_PSYCOPG2, PSYCOPG2_IMPORT_ERROR, SSLMODES, ConnectionProblem, Endpoint, endpoint_argument_spec,
     forget_module_file)
-from ansible_collections.codacy.selfhosted.plugins.module_utils.migration import Failure, Migration, validate
+from ansible_collections.codacy.selfhosted.plugins.module_utils.migration import Failure
 
 # Codacy's databases, as current charts create them (the migration guide lists the first six).
 CODACY_DATABASES = ("accounts", "analysis", "filestore", "jobs", "metrics", "results", "listener", "crow")
@@ -228,6 +275,14 @@ ARGUMENT_SPEC = dict(
     connect_timeout=dict(type="int", default=10),
     timeout=dict(type="int", default=0),
     names_prefix=dict(type="str", default=""),
+    mode=dict(type="str", default="offline", choices=list(online.MODES)),
+    source_from_target=dict(type="dict", options=dict(
+        host=dict(type="str"),
+        port=dict(type="int"),
+        sslmode=dict(type="str", choices=SSLMODES),
+        sslrootcert=dict(type="str"),
+    )),
+    max_slot_lag=dict(type="int", default=1073741824),
     fail_on_problems=dict(type="bool", default=True),
 )
 
@@ -355,7 +410,7 @@ class Preflight:
 
     def run(self):
         # The options first: servers are only asked once the options make sense.
-        self.problems.extend(validate(self.params, probe_write=not self.module.check_mode, name=self.name))
+        self.problems.extend(online.validate(self.params, probe_write=not self.module.check_mode, name=self.name))
         if self.params["concurrency"] < 1:
             self.problems.append("%s must be at least 1 (got %d)" % (self.name("concurrency"), self.params["concurrency"]))
         plan = None  # omitted: Codacy's databases, once the source says which it has
@@ -455,6 +510,9 @@ class Preflight:
         self.check_connection_room(src, tgt)
         self.result["shared"] = self.shared_needs(((self.source, src, source_info), (self.target, tgt, target_info)),
                                                   entries)
+        self.check_slots(src)
+        if self.params["mode"] == "online":
+            self.check_online(src, tgt, entries)
 
     def shared_needs(self, sides, entries):
         """What this migration needs of what other migrations of the same run (the role's other
@@ -476,6 +534,51 @@ class Preflight:
                 "work_dir": {"path": work_dir, "device": os.stat(work_dir).st_dev, "free": stat.f_bavail * stat.f_frsize,
                              "needed": sum(dumps) if self.params["data_path"] == "directory" else 0}}
 
+    def check_slots(self, src):
+        """Warn about our replication slots that nobody uses or that retain much WAL."""
+        slots = replication.leftovers(src) if src.server_version >= 100000 else []
+        self.result["replication_slots"] = slots
+        for found in slots:
+            if not found["active"]:
+                self.warnings.append("%s: nothing follows it (an interrupted or abandoned online migration?). It keeps "
+                                     "WAL on the source until removed: run the migration with db_migration_mode: abort "
+                                     "(or online to resume), or SELECT pg_drop_replication_slot('%s') on the source"
+                                     % (replication.describe_slot(found), found["name"]))
+            elif found["retained_bytes"] > self.params["max_slot_lag"]:
+                self.warnings.append("%s: more than db_migration_max_slot_lag (%s). The source's disk fills up while "
+                                     "the target does not keep up: cut over soon, or abort"
+                                     % (replication.describe_slot(found), replication.human_bytes(
+                                         self.params["max_slot_lag"])))
+
+    def check_online(self, src, tgt, entries):
+        """What online migration of every listed database needs, all at once (the decision of
+        each database skips these checks)."""
+        names = set(e["name"] for e in entries)
+        following = len([s for s in self.result["replication_slots"] if s["database"] in names])
+        subscribed = catalog.fetchall(tgt, "SELECT count(*) FROM pg_subscription WHERE subname LIKE %s",
+                                      (replication.LIKE_PREFIX,))[0][0]
+        found = replication.source_server_problems(src, self.source, len(entries) - following)
+        if src.server_version < 100000:
+            self.problems.extend(found)
+            return
+        found += replication.target_server_problems(tgt, self.target, len(entries) - subscribed, online.ADMIN_ROLES)
+        reach = dict((key, (self.params["source_from_target"] or {}).get(key) or default) for key, default in (
+            ("host", self.source.host), ("port", self.source.port), ("sslmode", self.source.sslmode),
+            ("sslrootcert", None)))
+        for entry in entries:
+            conn = self.connect(self.source, entry["name"])
+            if conn is None:
+                continue
+            try:
+                found += replication.source_database_problems(conn, entry["name"], marker.SCHEMA)
+            finally:
+                conn.close()
+            problem = replication.reach_problem(tgt, self.target, self.source, reach, entry["name"],
+                                                replication.PREFIX + "preflight")
+            if problem:
+                found.append("%s: %s" % (entry["name"], problem))
+        self.problems.extend(found)
+
     def decide(self, entry):
         """The action the migration module will take for this database, decided by the module's own
         code without writing anything; its refusals are problems."""
@@ -483,9 +586,11 @@ class Preflight:
             entry.update(action="migrated", reasons=["the target database will be created"])
             return
         params = dict((key, self.params[key]) for key in ("source", "target", "work_dir", "jobs", "schemas", "force",
-                                                          "bin_dir", "connect_timeout", "data_path"))
+                                                          "bin_dir", "connect_timeout", "data_path", "mode",
+                                                          "source_from_target"))
         params.update(database=entry["name"], target_database=entry["target_name"], verify="none", timeout=0)
-        migration = Migration(params, check_mode=True)
+        migration = online.make(params, check_mode=True)
+        migration.online_checks = False  # made for every database at once: check_online()
         try:
             result = migration.run()
             entry.update(action=result["action"], reasons=result["reasons"])
@@ -527,7 +632,9 @@ class Preflight:
         if sessions:
             message = ("%d other sessions are connected to %s on the source: %s" % (
                 len(sessions), entry["name"], "; ".join(sessions[:5])))
-            if self.params["allow_active_sessions"]:
+            if self.params["mode"] in ("online", "abort"):
+                self.warnings.append(message + " (the application may run during an online copy)")
+            elif self.params["allow_active_sessions"]:
                 self.warnings.append(message + " (allowed; writes after the dump are not copied)")
             else:
                 self.problems.append(message + ": stop the Codacy application (and any other client) first, or set "

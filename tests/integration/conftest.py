@@ -63,10 +63,11 @@ def write_private(path, text):
 
 
 class ModuleRunner:
-    """Run codacy.selfhosted.codacy_db_migrate through ansible-playbook and return its result."""
+    """Run codacy.selfhosted.codacy_db_migrate (or `module`) through ansible-playbook and return its result."""
 
-    def __init__(self, tmpdir):
+    def __init__(self, tmpdir, module="codacy.selfhosted.codacy_db_migrate"):
         self.tmpdir = str(tmpdir)
+        self.module = module
 
     def playbook(self, args, check=False):
         """Write a playbook running the module once and saving the registered result as JSON.
@@ -77,7 +78,7 @@ class ModuleRunner:
         number = next(_names)
         self.result_path = os.path.join(self.tmpdir, "result-%d.json" % number)
         play = [{"hosts": "localhost", "connection": "local", "gather_facts": False, "tasks": [
-            {"name": "migrate", "codacy.selfhosted.codacy_db_migrate": args, "check_mode": check,
+            {"name": "migrate", self.module: args, "check_mode": check,
              "diff": True, "ignore_errors": True, "register": "result"},
             {"name": "save the result", "ansible.builtin.copy": {
                 "content": "{{ result | to_json }}", "dest": self.result_path, "mode": "0600"},
@@ -143,17 +144,16 @@ def run_in_process(args, check_mode=False):
     argument spec and validation; `failed` and `msg` are set as the module sets them."""
     from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
-    from ansible_collections.codacy.selfhosted.plugins.module_utils import guard
-    from ansible_collections.codacy.selfhosted.plugins.module_utils.migration import Migration, validate
+    from ansible_collections.codacy.selfhosted.plugins.module_utils import guard, online
     from ansible_collections.codacy.selfhosted.plugins.modules import codacy_db_migrate
 
     validated = ArgumentSpecValidator(codacy_db_migrate.ARGUMENT_SPEC).validate(args)
     assert not validated.error_messages, validated.error_messages
     params = validated.validated_parameters
-    problems = validate(params, probe_write=not check_mode)
+    problems = online.validate(params, probe_write=not check_mode)
     if problems:
         return {"failed": True, "changed": False, "action": "refused", "phase": "validate", "msg": "; ".join(problems)}
-    migration = Migration(params, check_mode=check_mode)
+    migration = online.make(params, check_mode=check_mode)
     try:
         result = dict(migration.run())
     except (Exception, guard.Interrupted) as exc:  # pylint: disable=broad-except

@@ -1,0 +1,469 @@
+# -*- coding: utf-8 -*-
+# Copyright: Contributors to the codacy.selfhosted collection
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Online migration: copy while the application runs, let the target follow the source by
+logical replication, and cut over in seconds. The modes of codacy_db_migrate other than offline.
+
+- online: the copy of migration.Migration, reading the snapshot exported with the replication
+  slot (after a publication FOR ALL TABLES), then a subscription over that slot; the record says
+  `following`. A rerun reports the lag and changes nothing; it restarts a stopped subscription,
+  and copies again when replication cannot go on (the slot was lost or dropped).
+- cutover: the application is stopped. Refused while sessions are connected to the source, and
+  when the source's definitions changed since the copy (logical replication carries no DDL).
+  Waits until the subscriber confirmed the source's WAL position, stops the subscription, proves
+  that the slot holds no change it did not apply, sets the sequences, refreshes materialized
+  views, verifies (counts or checksums) against the quiesced source, proves again that nothing
+  was written, removes the subscription, the slot and the publication, and records the copy
+  `cut_over` with the source's fingerprint, so that a later offline run says `unchanged`.
+- abort: removes the subscription, the slot and the publication; the record says `aborted`
+  (an unfinished copy that the next run copies again).
+
+Whatever a run creates on the source is removed when it fails before the subscription exists;
+what an interrupted run left is found by name (replication.name_for) and removed or resumed.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import time
+
+from ansible_collections.codacy.selfhosted.plugins.module_utils import (
+    catalog, fingerprint, marker, migration, replication)
+from ansible_collections.codacy.selfhosted.plugins.module_utils.migration import Failure
+
+MODES = ("offline", "online", "cutover", "abort")
+
+# Roles whose members may create subscriptions on a managed target (as they may restore).
+ADMIN_ROLES = ("rds_superuser", "cloudsqlsuperuser", "azure_pg_admin")
+
+
+def validate(params, probe_write=True, name=None):
+    """migration.validate() and the options of online migration (`name` as there)."""
+    name = name or (lambda option: option)
+    problems = migration.validate(params, probe_write, name=name)
+    mode = params.get("mode") or "offline"
+    if mode != "offline" and params["schemas"]:
+        problems.append("%s must be empty with %s %s (got %s): online migration replicates the whole database; "
+                        "use %s: offline to migrate only some schemas"
+                        % (name("schemas"), name("mode"), mode, ", ".join(params["schemas"]), name("mode")))
+    reach = params.get("source_from_target") or {}
+    if reach.get("port") is not None and not 1 <= reach["port"] <= 65535:
+        problems.append("%s.port must be between 1 and 65535 (got %d)" % (name("source_from_target"), reach["port"]))
+    if reach.get("host") is not None and (not reach["host"] or "\x00" in reach["host"]):
+        problems.append("%s.host must not be empty (got %r): give the host by which the target server reaches the "
+                        "source, or leave it out to use %s.host" % (name("source_from_target"), reach["host"],
+                                                                    name("source")))
+    return problems
+
+
+def make(params, check_mode=False, diff=False):
+    """The migration that `params` (the module's) ask for."""
+    if (params.get("mode") or "offline") == "offline":
+        return migration.Migration(params, check_mode, diff)
+    return OnlineMigration(params, check_mode, diff)
+
+
+class OnlineMigration(migration.Migration):
+    """codacy_db_migrate with mode online, cutover or abort."""
+
+    WRITING_ACTIONS = migration.COPYING_ACTIONS + ("cut_over", "aborted")
+
+    def __init__(self, params, check_mode=False, diff=False):
+        super(OnlineMigration, self).__init__(params, check_mode, diff)
+        self.mode = params["mode"]
+        reach = params.get("source_from_target") or {}
+        # The source as the target server reaches it: the subscription's connection, without the password.
+        self.reach = {"host": reach.get("host") or self.source.host, "port": reach.get("port") or self.source.port,
+                      "sslmode": reach.get("sslmode") or self.source.sslmode, "sslrootcert": reach.get("sslrootcert")}
+        self.name = None
+        self.observed = None
+        self.slot_snapshot = None
+        self.subscribed = False
+        self.restart_only = False
+        self.source_rw = None
+        self.ddl_catalogs = None
+        self.started = time.time()
+        # The preflight module makes these checks itself, for every database at once.
+        self.online_checks = True
+        self.result.update(mode=self.mode, state=None, replication=None)
+
+    def run(self):
+        self.started = time.time()
+        return super(OnlineMigration, self).run()
+
+    # -- inspection (reads only) ----------------------------------------------------------------
+    def inspect(self):
+        self.record = marker.read_latest(self.tgt)
+        if self.mode == "online" or (self.mode == "cutover" and not self.following()):
+            # What offline migration would do: the copy's checks, and whether a completed copy is unchanged.
+            offline_action, reasons = super(OnlineMigration, self).inspect()
+        else:
+            # The cutover of a following target, or an abort: the checks of a copy do not apply
+            # (an abort must work whatever the client programs are).
+            offline_action, reasons = None, []
+            self.other_sessions = catalog.other_sessions(self.src)
+            self.source_identity = {"system_identifier": self.source_info["system_identifier"],
+                                    "host": self.source.host, "port": self.source.port, "database": self.database}
+            self.result["source_fingerprint"] = fingerprint.digest(self.record["source_fingerprint"]) \
+                if self.record else None
+        recorded = ((self.record or {}).get("details") or {}).get("replication") or {}
+        source_id = self.source_info["system_identifier"] or self.source.address
+        target_id = self.target_info["system_identifier"] or self.target.address
+        self.name = recorded.get("name") or replication.name_for(source_id, self.database, target_id,
+                                                                 self.target_database)
+        self.observed = replication.observe(self.src, self.tgt, self.name)
+        self.result["replication"] = self.replication_report()
+        self.result["state"] = self.record["state"] if self.record else None
+        decide = {"online": self.decide_online, "cutover": self.decide_cutover, "abort": self.decide_abort}[self.mode]
+        return decide(offline_action, reasons)
+
+    def following(self):
+        return bool(self.record) and self.record["state"] == marker.FOLLOWING
+
+    def broken(self):
+        """Why a following target cannot follow any more (a sentence), or None."""
+        missing = [what for what, there in (("the subscription on the target", self.observed["subscription"]),
+                                            ("the replication slot on the source", self.observed["slot"]),
+                                            ("the publication on the source", self.observed["publication"]))
+                   if not there]
+        if missing:
+            return "%s of %s %s gone" % (" and ".join(missing), self.name, "is" if len(missing) == 1 else "are")
+        if self.observed["slot"]["wal_status"] == "lost":
+            return ("the replication slot %s lost WAL it had not sent (max_slot_wal_keep_size): changes are missing"
+                    % self.name)
+        return None
+
+    def replication_report(self):
+        slot = self.observed["slot"] or {}
+        subscription = self.observed["subscription"] or {}
+        if not (slot or subscription or self.observed["publication"]):
+            return {"name": self.name}
+        return {"name": self.name, "lag_bytes": slot.get("lag_bytes"), "retained_bytes": slot.get("retained_bytes"),
+                "subscription_enabled": subscription.get("enabled"), "apply_running": subscription.get("running")}
+
+    def describe_lag(self):
+        slot = self.observed["slot"]
+        subscription = self.observed["subscription"]
+        text = "following the source since %s: %s behind it, the slot %s retains %s of WAL on the source" % (
+            (self.record.get("details") or {}).get("following_since") or self.record["started_at"],
+            replication.human_bytes(slot["lag_bytes"]), self.name, replication.human_bytes(slot["retained_bytes"]))
+        if not subscription["running"]:
+            text += ("; the subscription's apply worker is not running now (it restarts by itself after a failure: "
+                     "the target server's log says why)")
+        return text
+
+    def refusal_for_sessions(self):
+        """A refusal while other sessions are connected to the source or the target database."""
+        target_sessions = catalog.other_sessions(self.tgt)
+        if self.other_sessions and not self.params["force"]:
+            return ("%d other sessions are connected to the source database %s (%s): the application must be stopped "
+                    "for the cutover (scale Codacy's deployments to 0), or writes after the cutover would be lost. "
+                    "Nothing was changed: the target keeps following"
+                    % (len(self.other_sessions), self.database, "; ".join(self.other_sessions[:5])))
+        if target_sessions and not self.params["force"]:
+            return ("%d other sessions are connected to the target database %s (%s): the application must not use "
+                    "it before the cutover ends. Nothing was changed: the target keeps following; set force: true "
+                    "to cut over anyway" % (len(target_sessions), self.target_database, "; ".join(target_sessions[:5])))
+        return None
+
+    def online_problems(self):
+        return replication.problems(self.src, self.tgt, self.source, self.target, self.reach, self.database,
+                                    marker.SCHEMA, ADMIN_ROLES, name=self.name, own=self.observed)
+
+    def decide_online(self, action, reasons):
+        leftovers = replication.describe(self.observed, self.name)
+        if self.following():
+            broken = self.broken()
+            if broken is None:
+                if self.observed["subscription"]["enabled"]:
+                    return "following", [self.describe_lag()]
+                self.restart_only = True
+                return "resumed", ["the subscription %s was stopped (an interrupted cutover): it is started again; %s"
+                                   % (self.name, self.describe_lag())]
+            reasons = ["replication cannot go on (%s): the copy is made again" % broken]
+            action = "resumed"
+            sessions = catalog.other_sessions(self.tgt)
+            if sessions and not self.params["force"]:
+                return "refused", ["%s, but %d other sessions are connected to the target database (%s). Nothing "
+                                   "was written" % (reasons[0], len(sessions), "; ".join(sessions[:5]))]
+        if action not in migration.COPYING_ACTIONS:
+            if leftovers:
+                self.warnings.append("an earlier online migration left %s: run mode abort to remove %s"
+                                     % (", ".join(leftovers), "it" if len(leftovers) == 1 else "them"))
+            return action, reasons
+        problems = self.online_problems() if self.online_checks else []
+        if problems:
+            raise Failure("inspect", "online migration of %s cannot start: %s. Nothing was written"
+                          % (self.database, " | ".join(problems)), "refused")
+        if leftovers:
+            reasons.append("an earlier run left %s: removed first" % ", ".join(leftovers))
+        return action, reasons
+
+    def decide_cutover(self, action, reasons):
+        if self.following():
+            broken = self.broken()
+            if broken:
+                return "refused", ["replication cannot go on (%s), so the target does not hold every change of the "
+                                   "source: run mode online again (it copies again), or mode abort. Nothing was "
+                                   "changed" % broken]
+            refusal = self.refusal_for_sessions()
+            if refusal:
+                return "refused", [refusal]
+            changes = self.definition_changes()
+            if changes:
+                return "refused", ["the source's definitions changed since the online copy of %s (%s): logical "
+                                   "replication does not carry them, so this copy cannot be completed. Nothing was "
+                                   "changed and nothing is lost (the target keeps following); run mode abort, then "
+                                   "mode online for a new copy" % (self.record["started_at"],
+                                                                   "; ".join(fingerprint.limited(changes)))]
+            return "cut_over", [self.describe_lag()]
+        state = self.record["state"] if self.record else "no copy"
+        if state in marker.COMPLETED and action == "unchanged":
+            return "unchanged", ["the copy was completed at %s (%s) and the source is unchanged since"
+                                 % (self.record["finished_at"], state)]
+        return "refused", ["there is no online migration following the source in %s on %s (its record: %s): run "
+                           "mode online first. Nothing was changed" % (self.target_database, self.target.address, state)]
+
+    def decide_abort(self, _action, _reasons):
+        found = replication.describe(self.observed, self.name)
+        if found or self.following():
+            return "aborted", ["removing %s; the copy stays unfinished" % (", ".join(found) or "the record's replication")]
+        return "unchanged", ["nothing to abort: no replication of %s exists on either server" % self.name]
+
+    def definition_changes(self):
+        """DDL on the source since the copy: its definitions now against those read for the copy,
+        both without what the replicated changes themselves change (TRUNCATE)."""
+        recorded = ((self.record.get("details") or {}).get("replication") or {}).get("ddl_catalogs")
+        if not recorded:
+            return ["the copy's record holds no definitions to compare with"]
+        now = fingerprint.read(self.src, marker.SCHEMA, replication.REPLICATED_CATALOG_CHANGES)["catalogs"]
+        return fingerprint.definition_changes({"catalogs": recorded}, {"catalogs": now})
+
+    def state_after(self, action):
+        return {"cut_over": marker.CUT_OVER, "aborted": marker.ABORTED}.get(action, marker.FOLLOWING)
+
+    def sequences_settled(self):
+        # During the online copy the application moves them; the cutover sets them and checks them exactly.
+        return self.mode == "cutover"
+
+    # -- writing ---------------------------------------------------------------------------------
+    def source_writer(self):
+        """A connection to the source database that may write: for the publication and the slot only."""
+        if self.source_rw is None:
+            self.source_rw = self.connect(self.source, self.database)
+        return self.source_rw
+
+    def copy(self, action):
+        if action == "cut_over":
+            return self.cut_over()
+        if action == "aborted":
+            return self.remove_replication()
+        if self.restart_only:
+            self.phase = "resume"
+            replication.set_enabled(self.tgt, self.name, True)
+            self.result["state"] = marker.FOLLOWING
+            return None
+        if self.following() or replication.describe(self.observed, self.name):
+            self.timed("cleanup", self.remove_replication)
+        try:
+            return super(OnlineMigration, self).copy(action)
+        except BaseException:
+            if not self.subscribed:
+                self.remove_source_objects()
+            raise
+
+    def take_snapshot(self):
+        """The publication, then the copy's fingerprint (the publication is part of the source's
+        definitions until the cutover), then the slot and the snapshot it exports."""
+        self.phase = "publication"
+        self.progress.update(phase="publication")
+        self.timed("publication", replication.create_publication, self.source_writer(), self.name)
+        self.source_fp = fingerprint.read(self.src, marker.SCHEMA)
+        self.result["source_fingerprint"] = fingerprint.digest(self.source_fp)
+        self.ddl_catalogs = fingerprint.read(self.src, marker.SCHEMA, replication.REPLICATED_CATALOG_CHANGES)["catalogs"]
+        self.progress.update(phase="slot")
+        try:
+            self.slot_snapshot = self.timed("slot", replication.SlotSnapshot, self.source, self.database, self.name)
+        except replication.ReplicationProblem as exc:
+            raise Failure("slot", "%s: %s. Nothing was written to the target" % (self.database, exc)) from None
+        return self.slot_snapshot.snapshot
+
+    def release_snapshot(self):
+        self.slot_snapshot.close()
+
+    def record_details(self):
+        return {"mode": "online", "replication": {
+            "name": self.name, "consistent_point": self.slot_snapshot.consistent_point, "ddl_catalogs": self.ddl_catalogs,
+            "source_from_target": {"host": self.reach["host"], "port": self.reach["port"]}}}
+
+    def finish(self, run_id):
+        """The copy is verified: subscribe, and record the target as following."""
+        self.phase = "subscribe"
+        self.progress.update(phase="subscribe")
+        conninfo = replication.subscription_conninfo(self.source, self.reach, self.database)
+        try:
+            refused = self.timed("subscribe", replication.create_subscription, self.target, self.target_database,
+                                 self.name, conninfo, self.source.password)
+        except replication.ReplicationProblem as exc:
+            raise Failure("subscribe", "%s: %s. The replication slot and the publication on the source are removed; "
+                          "the copy stays unfinished" % (self.database, exc)) from None
+        self.subscribed = True
+        if refused:
+            self.warnings.append("the target user may not turn off %s for its session: had creating the subscription "
+                                 "failed, the target server could have logged the statement, which holds the source "
+                                 "password" % ", ".join(refused))
+        marker.update(self.tgt, run_id, marker.FOLLOWING, {
+            "phases": self.phases, "dump_bytes": self.result["dump_bytes"], "verified": self.result["verified"],
+            "following_since": catalog.fetchall(self.tgt, "SELECT now()::text")[0][0]})
+        self.result["state"] = marker.FOLLOWING
+        self.observed = replication.observe(self.src, self.tgt, self.name)
+        self.result["replication"] = self.replication_report()
+
+    def remove_source_objects(self):
+        """After a failure before the subscription existed: the slot and publication go (a slot
+        left behind keeps WAL until the source's disk is full). Best effort: say what is left."""
+        if self.slot_snapshot is not None:
+            self.slot_snapshot.close()
+        try:
+            conn = self.source_writer()
+            replication.drop_slot(conn, self.name, timeout=15)
+            replication.drop_publication(conn, self.name)
+        except Exception as exc:  # pylint: disable=broad-except
+            self.warnings.append("the replication slot and publication %s could not be removed from the source %s "
+                                 "(%s): the next run removes them, or mode abort does; until then the slot keeps WAL "
+                                 "on the source" % (self.name, self.source.address, exc))
+
+    def abort(self, reason):
+        # The watchdog's way out when the main thread is stuck: the slot must not outlive us.
+        if self.name and not self.subscribed:
+            try:
+                conn = self.source.connect(self.database)
+                try:
+                    replication.drop_slot(conn, self.name, timeout=5)
+                    replication.drop_publication(conn, self.name)
+                finally:
+                    conn.close()
+            except Exception:  # pylint: disable=broad-except
+                pass  # the next run finds them by name
+        super(OnlineMigration, self).abort(reason)
+
+    def remove_replication(self):
+        """Remove this migration's subscription, slot and publication wherever they are; a record
+        that was following (or copying) becomes aborted."""
+        self.phase = "abort" if self.mode == "abort" else "cleanup"
+        removed = []
+        if replication.drop_subscription(self.tgt, self.name):
+            removed.append("subscription %s on the target" % self.name)
+        conn = self.source_writer()
+        if replication.drop_slot(conn, self.name):
+            removed.append("replication slot %s on the source" % self.name)
+        if replication.publication_exists(conn, self.name):
+            replication.drop_publication(conn, self.name)
+            removed.append("publication %s on the source" % self.name)
+        if self.record and self.record["state"] in (marker.FOLLOWING, marker.IN_PROGRESS):
+            marker.update(self.tgt, self.record["id"], marker.ABORTED, {"aborted_by": self.mode})
+        self.result["removed"] = removed
+        if self.mode == "abort":
+            self.result["state"] = marker.ABORTED if self.record else None
+
+    # -- the cutover ---------------------------------------------------------------------------
+    def cut_over(self):
+        src, tgt, name = self.src, self.tgt, self.name
+        try:
+            if not self.observed["subscription"]["enabled"]:  # left stopped by an interrupted cutover
+                replication.set_enabled(tgt, name, True)
+            self.progress.update(phase="catch-up")
+            self.timed("catch-up", self.catch_up)
+            self.progress.update(phase="sequences")
+            self.timed("sequences", replication.sync_sequences, src, tgt, marker.SCHEMA)
+            refreshed = self.timed("sequences", replication.refresh_materialized_views, src, tgt, marker.SCHEMA)
+            self.progress.update(phase="verify")
+            try:
+                self.timed("verify", self.verify, None)
+            except Failure as exc:
+                if exc.phase != "verify" or "differs from the source" not in str(exc):
+                    raise
+                raise Failure("verify", "%s: the target differs from the quiesced source although it applied every "
+                              "change (%s). Was the target written to, or the source changed in a way logical "
+                              "replication does not carry? Nothing was removed: the target keeps following; run mode "
+                              "abort, then mode online for a new copy" % (self.database, str(exc).split(": ", 1)[-1]
+                                                                          .split(". It stays marked")[0])) from None
+            self.result["downtime"] = round(time.time() - self.started, 3)
+            self.progress.update(phase="cleanup")
+            self.phase = "cleanup"
+            before = fingerprint.read(src, marker.SCHEMA, replication.OUR_CATALOG_CHANGES)
+            self.timed("cleanup", self.prove_nothing_pending)
+        except BaseException:
+            # Back to following: the slot still holds every change, nothing is lost.
+            replication.set_enabled(tgt, name, True)
+            raise
+        replication.drop_subscription(tgt, name)
+        replication.drop_slot(self.source_writer(), name)
+        replication.drop_publication(self.source_writer(), name)
+        after = fingerprint.read(src, marker.SCHEMA, replication.OUR_CATALOG_CHANGES)
+        source_fp = fingerprint.read(src, marker.SCHEMA)
+        doubt = self.written_meanwhile(before, after)
+        if doubt:
+            marker.update(tgt, self.record["id"], marker.ABORTED, {"aborted_by": "cutover: %s" % doubt})
+            self.result["state"] = marker.ABORTED
+            raise Failure("cleanup", "%s: the source may have been written while replication was being removed (%s): "
+                          "such writes are not on the target, so the copy is left unfinished (replication is gone). "
+                          "Check that nothing uses the source, then run mode online again for a new copy (or mode "
+                          "offline)" % (self.database, doubt))
+        self.timed("analyze", replication.analyze_changed, tgt, marker.SCHEMA)
+        self.progress.update(phase="record")
+        self.timed("record", marker.complete, tgt, self.record["id"], self.target_fingerprint(), {
+            "cutover": {"phases": dict(self.phases), "downtime": self.result["downtime"],
+                        "verified": self.result["verified"], "refreshed": refreshed}}, marker.CUT_OVER, source_fp)
+        self.result.update(state=marker.CUT_OVER, replication={"name": name, "removed": True})
+
+    def catch_up(self):
+        """Wait until the target confirmed everything up to the source's WAL position, stop the
+        subscription, and prove that the slot holds no change it did not apply."""
+        self.phase = "catch-up"
+        try:
+            position = replication.wal_position(self.src)
+            replication.wait_caught_up(self.src, self.name, position, on_poll=lambda behind: self.progress.update(
+                phase="catch-up", bytes=behind))
+            replication.set_enabled(self.tgt, self.name, False)
+            replication.wait_inactive(self.src, self.name)
+        except replication.ReplicationProblem as exc:
+            raise Failure("catch-up", "%s: %s. Nothing was changed: the target keeps following"
+                          % (self.database, exc)) from None
+        self.prove_nothing_pending()
+
+    def prove_nothing_pending(self):
+        """Fail unless the stopped slot holds no change: every write committed on the source up to
+        its WAL position now is on the target. A change there means that the source is still
+        written to: the run fails, and the subscription is started again (cut_over())."""
+        sessions = catalog.other_sessions(self.src)
+        if sessions and not self.params["force"]:
+            raise Failure("catch-up", "%s: sessions connected to the source during the cutover (%s): stop the "
+                          "application; the target keeps following" % (self.database, "; ".join(sessions[:5])))
+        replication.wal_position(self.src)
+        count, last = replication.pending_changes(self.src, self.name)
+        if count:
+            raise Failure("catch-up", "%s: %d changes were committed on the source after the cutover began (the last at "
+                          "%s): something still writes to it. Stop it (the application, jobs, other clients) and run "
+                          "the cutover again; the target keeps following" % (self.database, count, last))
+
+    def written_meanwhile(self, before, after):
+        """Why a write to the source between `before` (no change pending then) and `after` (our
+        replication removed) cannot be ruled out, or None. Ruled out when no transaction but our
+        DROP PUBLICATION took an id, else by the write counters when they can be trusted."""
+        changes = fingerprint.definition_changes(before, after)
+        if changes:
+            return "; ".join(fingerprint.limited(changes))
+        taken = after["xids"]["next"] - before["xids"]["next"]
+        if not before["xids"]["running"] and taken <= 1 and \
+                before["statistics"]["cluster_reset"] == after["statistics"]["cluster_reset"]:
+            return None
+        doubts = [fingerprint.counters_lost(before, after)] + fingerprint.counting_problems(self.src) + \
+            ["sessions are connected to it (%s)" % "; ".join(s) for s in [catalog.other_sessions(self.src)] if s]
+        doubts = [doubt for doubt in doubts if doubt]
+        if doubts:
+            return "%d transactions ran on the server meanwhile and %s" % (taken, "; ".join(doubts))
+        writes = fingerprint.write_changes(before, after)
+        return "; ".join(fingerprint.limited(writes)) or None
+

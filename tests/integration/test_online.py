@@ -1,0 +1,427 @@
+"""Online migration (mode online, cutover, abort) against real servers, with a background writer
+of INSERT/UPDATE/DELETE/TRUNCATE on the source during the copy and while the target follows.
+
+After every cutover the target equals the source (compare.py: counts, content hashes, sequences)
+and the writer's ledger shows not one write missing or doubled. Refusals write nothing anywhere;
+an abort leaves the source's definitions as they were before the migration.
+"""
+
+import os
+import re
+import signal
+import time
+
+import pytest
+
+from tests.integration.conftest import PASSWORD, ModuleRunner, module_args, run_in_process, succeeded
+from tests.integration.features import add_bulk, create_database, create_feature_database, execute, processes, wait_for
+from tests.support import embedded
+from tests.support.compare import compare
+from tests.support.pgserver import PgServer, free_port
+from tests.support.writer import Writer
+
+LOGICAL = {"wal_level": "logical", "max_replication_slots": 16, "max_wal_senders": 16}
+# The target logs every statement: the password of the subscription's connection must not be among them.
+SUBSCRIBER = {"max_logical_replication_workers": 12, "max_worker_processes": 24, "max_replication_slots": 16,
+              "log_statement": "'all'"}
+SENTINEL = PASSWORD.split()[-1]
+
+
+@pytest.fixture(scope="module")
+def logical_source():
+    with PgServer(password=PASSWORD, settings=LOGICAL) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def subscriber():
+    with PgServer(password=PASSWORD, settings=SUBSCRIBER) as server:
+        yield server
+
+
+def online_args(source, target, dbname, work_dir, mode="online", **extra):
+    return module_args(source, target, dbname, work_dir, mode=mode, **extra)
+
+
+def application_database(source, target, dbname, bulk_rows=200000):
+    """A source database with every kind of object, a few seconds of copy, and the writer's tables."""
+    create_feature_database(source, dbname)
+    add_bulk(source, dbname, rows=bulk_rows)
+    execute(source, dbname, "CREATE MATERIALIZED VIEW issue_levels AS SELECT level, count(*) FROM issue GROUP BY level;"
+                            " CREATE TABLE measurement (id bigint NOT NULL, day date NOT NULL,"
+                            " value int, PRIMARY KEY (id, day)) PARTITION BY RANGE (day);"
+                            " CREATE TABLE measurement_2026 PARTITION OF measurement"
+                            " FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');"
+                            " INSERT INTO measurement SELECT g, '2026-03-01'::date + g % 300, g"
+                            " FROM generate_series(1, 1000) g;"
+                            " CREATE TABLE audit_log (at timestamptz, what text); ALTER TABLE audit_log REPLICA IDENTITY FULL;"
+                            " INSERT INTO audit_log SELECT now(), 'boot ' || g FROM generate_series(1, 50) g")
+    create_database(target, dbname)
+    writer = Writer(source.params(dbname=dbname), rate=300)
+    writer.setup()
+    return writer
+
+
+def replication_objects(source, target, dbname):
+    """Every publication, replication slot and subscription of this collection on both servers."""
+    return (execute(source, dbname, "SELECT pubname FROM pg_publication")
+            + execute(source, "postgres", "SELECT slot_name FROM pg_replication_slots")
+            + execute(target, "postgres", "SELECT subname FROM pg_subscription"))
+
+
+def marker_states(server, dbname):
+    if not execute(server, dbname, "SELECT to_regclass('codacy_migration.runs') IS NOT NULL")[0][0]:
+        return []
+    return [row[0] for row in execute(server, dbname, "SELECT state FROM codacy_migration.runs ORDER BY id")]
+
+
+def source_catalogs(source, dbname, ignore_truncate=False):
+    """Digests of every catalog of the source database (the module's fingerprint); the writer's
+    TRUNCATEs give tables new files, which `ignore_truncate` leaves out."""
+    from ansible_collections.codacy.selfhosted.plugins.module_utils import fingerprint
+
+    conn = source.connect(dbname)
+    try:
+        return fingerprint.read(conn, "codacy_migration", {"pg_class": ["relfilenode"]} if ignore_truncate else None)[
+            "catalogs"]
+    finally:
+        conn.close()
+
+
+def assert_equal(source, target, dbname, writer):
+    assert compare(source.params(), dbname, target.params(), dbname) == []
+    conns = [source.connect(dbname), target.connect(dbname)]
+    try:
+        assert writer.check(*conns) == []
+    finally:
+        for conn in conns:
+            conn.close()
+
+
+def wait_applied(source, target, dbname, timeout=120):
+    """Wait until the target has the writer's transactions that the source has now (the
+    subscription applies; the writer may go on)."""
+    last, count = execute(source, dbname, "SELECT max(n), count(*) FROM writer_ledger")[0]
+    wait_for(lambda: execute(target, dbname, "SELECT count(*) FROM writer_ledger WHERE n <= %s", (last,))[0][0] == count,
+             timeout=timeout, what="the target to apply the source's writes")
+
+
+def test_online_copy_follow_and_cutover(logical_source, subscriber, dbname, run_module, work_dir):
+    """The whole story through ansible-playbook: online copy under writes, a rerun that reports the
+    lag, a cutover refused while the application runs, the cutover, and an offline rerun that finds
+    nothing to do. Not one write is lost or doubled; nothing of the replication is left."""
+    source, target = logical_source, subscriber
+    writer = application_database(source, target, dbname)
+    writer.start()
+    try:
+        time.sleep(1)
+        result = succeeded(run_module(online_args(source, target, dbname, work_dir), verbosity=3), "migrated")
+        assert result["changed"] and result["state"] == "following", result
+        assert SENTINEL not in result["_stdout"] + result["_stderr"]
+        assert marker_states(target, dbname) == ["following"]
+        time.sleep(2)
+        rerun = succeeded(run_module(online_args(source, target, dbname, work_dir)), "following")
+        assert not rerun["changed"]
+        assert re.search(r"following the source since .*behind it", rerun["reasons"][0]), rerun["reasons"]
+        assert rerun["replication"]["lag_bytes"] is not None and rerun["replication"]["apply_running"]
+
+        refused = run_module(online_args(source, target, dbname, work_dir, mode="cutover"))
+        assert refused["failed"] and refused["action"] == "refused"
+        assert "other sessions are connected to the source database" in refused["msg"]
+        assert "codacy-writer" in refused["msg"] and marker_states(target, dbname) == ["following"]
+        assert len(replication_objects(source, target, dbname)) == 3
+    finally:
+        writer.stop()
+    assert writer.errors == [] and len(writer.committed) > 1000, (writer.errors[:3], len(writer.committed))
+
+    cutover = succeeded(run_module(online_args(source, target, dbname, work_dir, mode="cutover",
+                                               verify="checksums"), verbosity=3), "cut_over")
+    assert cutover["changed"] and cutover["state"] == "cut_over" and cutover["verified"]["equal"]
+    assert 0 < cutover["downtime"] < 60, cutover["phases"]
+    print("cutover downtime %.2f s, phases %s" % (cutover["downtime"], cutover["phases"]))
+    assert SENTINEL not in cutover["_stdout"] + cutover["_stderr"]
+    assert_equal(source, target, dbname, writer)
+    assert replication_objects(source, target, dbname) == []
+    assert marker_states(target, dbname) == ["cut_over"]
+    # The password was never logged by the target, which logs every statement.
+    with open(target.logfile, errors="replace") as handle:
+        log = handle.read()
+    assert SENTINEL not in log and "CREATE SUBSCRIPTION" in log  # (the probe's, which has no password)
+
+    again = succeeded(run_module(module_args(source, target, dbname, work_dir)), "unchanged")
+    assert not again["changed"]
+    assert succeeded(run_module(online_args(source, target, dbname, work_dir, mode="cutover")), "unchanged")
+
+
+def test_thirteen_to_seventeen(run_module, work_dir):
+    """PostgreSQL 13 to 17 (embedded servers), in process, with the writer running."""
+    with PgServer(password=PASSWORD, bindir=embedded.bindir(13), settings=LOGICAL) as source, \
+            PgServer(password=PASSWORD, bindir=embedded.bindir(17), settings=SUBSCRIBER) as target:
+        writer = application_database(source, target, "analysis", bulk_rows=50000)
+        writer.start()
+        try:
+            result = succeeded(run_in_process(online_args(source, target, "analysis", work_dir)), "migrated")
+            assert result["versions"]["source_server"].startswith("13.")
+            time.sleep(2)
+        finally:
+            writer.stop()
+        result = succeeded(run_in_process(online_args(source, target, "analysis", work_dir, mode="cutover")),
+                           "cut_over")
+        assert result["verified"]["equal"]
+        assert_equal(source, target, "analysis", writer)
+        assert replication_objects(source, target, "analysis") == []
+        assert succeeded(run_in_process(module_args(source, target, "analysis", work_dir)), "unchanged")
+
+
+def online_database(source, target, dbname, work_dir):
+    """A database copied online and followed, with the writer stopped again (no sessions)."""
+    writer = application_database(source, target, dbname, bulk_rows=20000)
+    writer.start()
+    try:
+        succeeded(run_in_process(online_args(source, target, dbname, work_dir)), "migrated")
+        time.sleep(1)
+    finally:
+        writer.stop()
+    return writer
+
+
+def nothing_written(source, target, dbname, catalogs_before):
+    assert replication_objects(source, target, dbname) == []
+    assert source_catalogs(source, dbname) == catalogs_before
+    assert marker_states(target, dbname) == []
+    assert execute(target, dbname, "SELECT count(*) FROM pg_class WHERE relnamespace = 'public'::regnamespace")[0][0] == 0
+
+
+@pytest.mark.parametrize("case", ["no_primary_key", "large_object", "no_replication_right", "unreachable_from_target"])
+def test_refused_before_anything_is_written(logical_source, subscriber, dbname, work_dir, case):
+    source, target = logical_source, subscriber
+    create_feature_database(source, dbname)
+    create_database(target, dbname)
+    args = online_args(source, target, dbname, work_dir)
+    if case == "no_primary_key":
+        execute(source, dbname, "CREATE TABLE event_log (at timestamptz, what text)")
+        expected = "tables without a primary key or replica identity: public.event_log"
+    elif case == "large_object":
+        execute(source, dbname, "SELECT lo_from_bytea(0, 'attachment')")
+        expected = "holds large objects (1), which logical replication does not carry"
+    elif case == "no_replication_right":
+        execute(source, "postgres", "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'copier') THEN "
+                                    "CREATE ROLE copier LOGIN NOREPLICATION PASSWORD 'copier-pw'; END IF; END $$")
+        execute(source, "postgres", "GRANT pg_read_all_data TO copier")
+        args["source"] = source.endpoint(user="copier", password="copier-pw")
+        expected = "source user copier@127.0.0.1:%d has no REPLICATION right" % source.port
+    else:
+        closed = free_port()  # nothing listens there
+        args["source_from_target"] = {"port": closed}
+        expected = "cannot reach the source as 127.0.0.1:%d" % closed
+    before = source_catalogs(source, dbname)
+    result = run_in_process(args)
+    assert result["failed"] and result["action"] == "refused" and result["phase"] == "inspect", result
+    assert expected in result["msg"] and "Nothing was written" in result["msg"], result["msg"]
+    nothing_written(source, target, dbname, before)
+
+
+def test_wal_level_replica_is_refused(source, target, dbname, work_dir):
+    """The conftest's servers have the default wal_level (replica)."""
+    create_feature_database(source, dbname)
+    create_database(target, dbname)
+    before = source_catalogs(source, dbname)
+    result = run_in_process(online_args(source, target, dbname, work_dir))
+    assert result["failed"] and result["action"] == "refused" and result["phase"] == "inspect", result
+    assert "has wal_level = replica; online migration needs wal_level = logical" in result["msg"]
+    assert "rds.logical_replication" in result["msg"] and "restart" in result["msg"]
+    nothing_written(source, target, dbname, before)
+
+
+def test_ddl_while_following_refuses_the_cutover(logical_source, subscriber, dbname, work_dir):
+    source, target = logical_source, subscriber
+    online_database(source, target, dbname, work_dir)
+    execute(source, dbname, "ALTER TABLE issue ADD COLUMN severity int")
+    result = run_in_process(online_args(source, target, dbname, work_dir, mode="cutover"))
+    assert result["failed"] and result["action"] == "refused", result
+    assert "the source's definitions changed since the online copy" in result["msg"]
+    assert "pg_attribute (columns)" in result["msg"] and "nothing is lost" in result["msg"]
+    # Nothing lost: the target still follows what replication can carry.
+    assert marker_states(target, dbname) == ["following"]
+    execute(source, dbname, "INSERT INTO writer_ledger (n, kind) VALUES (-1, 'after the DDL')")
+    wait_for(lambda: execute(target, dbname, "SELECT count(*) FROM writer_ledger WHERE n = -1")[0][0] == 1,
+             what="the target to apply a write made after the DDL")
+    # An offline run does not write into a target that follows.
+    offline = run_in_process(module_args(source, target, dbname, work_dir))
+    assert offline["failed"] and offline["action"] == "refused" and "mode: cutover" in offline["msg"]
+    succeeded(run_in_process(online_args(source, target, dbname, work_dir, mode="abort")), "aborted")
+    assert replication_objects(source, target, dbname) == []
+
+
+def test_abort_leaves_no_replication_and_the_source_as_before(logical_source, subscriber, dbname, work_dir):
+    source, target = logical_source, subscriber
+    writer = application_database(source, target, dbname, bulk_rows=20000)
+    before = source_catalogs(source, dbname, ignore_truncate=True)
+    writer.start()
+    try:
+        succeeded(run_in_process(online_args(source, target, dbname, work_dir)), "migrated")
+        assert len(replication_objects(source, target, dbname)) == 3
+        check = run_in_process(online_args(source, target, dbname, work_dir, mode="abort"), check_mode=True)
+        assert check["action"] == "aborted" and check["changed"]
+        assert len(replication_objects(source, target, dbname)) == 3
+        result = succeeded(run_in_process(online_args(source, target, dbname, work_dir, mode="abort")), "aborted")
+    finally:
+        writer.stop()
+    assert result["changed"] and len(result["removed"]) == 3, result["removed"]
+    assert replication_objects(source, target, dbname) == []
+    assert source_catalogs(source, dbname, ignore_truncate=True) == before
+    assert marker_states(target, dbname) == ["aborted"]
+    again = succeeded(run_in_process(online_args(source, target, dbname, work_dir, mode="abort")), "unchanged")
+    assert not again["changed"]
+    refused = run_in_process(online_args(source, target, dbname, work_dir, mode="cutover"))
+    assert refused["failed"] and "there is no online migration following the source" in refused["msg"]
+    # The copy is unfinished: an offline run copies it again.
+    succeeded(run_in_process(module_args(source, target, dbname, work_dir)), "resumed")
+    assert compare(source.params(), dbname, target.params(), dbname) == []
+
+
+def module_pids():
+    """pids of the Python processes running codacy_db_migrate for ansible-playbook."""
+    found = []
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                with open("/proc/%s/cmdline" % pid, "rb") as handle:
+                    argv = handle.read().split(b"\0")
+            except OSError:
+                continue
+            if b"python" in argv[0] and any(b"AnsiballZ_codacy_db_migrate" in arg for arg in argv):
+                found.append(int(pid))
+    return found
+
+
+def copying(target, dbname):
+    rows = execute(target, "postgres", "SELECT count(*) FROM pg_stat_activity WHERE datname = %s"
+                                       " AND query ILIKE 'COPY public.bulk%%'", (dbname,))
+    return rows[0][0] > 0
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL])
+def test_interrupted_online_copy_resumes(logical_source, subscriber, dbname, run_module, work_dir, signum):
+    """SIGTERM to ansible-playbook: the module removes its slot and publication on the way out.
+    SIGKILL to the module: nothing can clean up, and the next run finds the slot by name."""
+    source, target = logical_source, subscriber
+    writer = application_database(source, target, dbname, bulk_rows=1500000)
+    writer.start()
+    try:
+        proc = run_module.popen(online_args(source, target, dbname, work_dir))
+        wait_for(lambda: copying(target, dbname), what="the copy to start")
+        assert len(execute(source, "postgres", "SELECT 1 FROM pg_replication_slots")) == 1
+        if signum == signal.SIGTERM:
+            proc.send_signal(signum)
+        else:
+            for pid in module_pids():
+                os.kill(pid, signum)
+        proc.communicate(timeout=120)
+        wait_for(lambda: not module_pids() and not processes("pg_restore", "dbname=" + dbname), timeout=60,
+                 what="the module and pg_restore to end")
+        slots = execute(source, "postgres", "SELECT slot_name, active FROM pg_replication_slots")
+        if signum == signal.SIGTERM:
+            wait_for(lambda: replication_objects(source, target, dbname) == [], timeout=30,
+                     what="the slot and publication to be removed")
+        else:
+            assert len(slots) == 1 and not slots[0][1], slots
+        assert marker_states(target, dbname) == ["in_progress"]
+        result = succeeded(run_in_process(online_args(source, target, dbname, work_dir)), "resumed")
+        if signum == signal.SIGKILL:
+            assert any("an earlier run left" in reason and "replication slot %s" % slots[0][0] in reason
+                       for reason in result["reasons"]), result["reasons"]
+        assert len(replication_objects(source, target, dbname)) == 3
+        time.sleep(1)
+    finally:
+        writer.stop()
+    succeeded(run_in_process(online_args(source, target, dbname, work_dir, mode="cutover")), "cut_over")
+    assert_equal(source, target, dbname, writer)
+    assert replication_objects(source, target, dbname) == []
+
+
+def test_restarts_and_a_stopped_subscription_while_following(logical_source, subscriber, dbname, work_dir):
+    """The source restarted, the target restarted, the subscription left stopped (what an interrupted
+    cutover leaves): each rerun goes on following, and the cutover still finds every write."""
+    source, target = logical_source, subscriber
+    writer = application_database(source, target, dbname, bulk_rows=20000)
+    writer.start()
+    try:
+        succeeded(run_in_process(online_args(source, target, dbname, work_dir)), "migrated")
+        time.sleep(1)
+        for server in (source, target):
+            server.stop()
+            time.sleep(1)
+            server.start()
+            time.sleep(1)
+            rerun = succeeded(run_in_process(online_args(source, target, dbname, work_dir)), "following")
+            assert not rerun["changed"]
+        wait_applied(source, target, dbname)
+        execute(target, dbname, "ALTER SUBSCRIPTION %s DISABLE" % rerun["replication"]["name"])
+        check = run_in_process(online_args(source, target, dbname, work_dir), check_mode=True)
+        assert check["action"] == "resumed" and check["changed"]
+        resumed = succeeded(run_in_process(online_args(source, target, dbname, work_dir)), "resumed")
+        assert "was stopped" in resumed["reasons"][0]
+        wait_applied(source, target, dbname)
+        execute(target, dbname, "ALTER SUBSCRIPTION %s DISABLE" % rerun["replication"]["name"])
+    finally:
+        writer.stop()
+    # A cutover in check mode changes nothing; one that finds the subscription stopped starts it first.
+    check = run_in_process(online_args(source, target, dbname, work_dir, mode="cutover"), check_mode=True)
+    assert check["action"] == "cut_over" and marker_states(target, dbname) == ["following"]
+    succeeded(run_in_process(online_args(source, target, dbname, work_dir, mode="cutover")), "cut_over")
+    assert_equal(source, target, dbname, writer)
+    assert replication_objects(source, target, dbname) == []
+
+
+def test_preflight_lists_what_online_migration_needs(source, target, dbname, tmp_path):
+    """The preflight module (mode online) on a server with wal_level = replica, a user without the
+    REPLICATION right, a table without a primary key, a large object and a source the target cannot
+    reach: every problem at once, nothing written."""
+    create_feature_database(source, dbname)
+    execute(source, dbname, "CREATE TABLE event_log (at timestamptz, what text); SELECT lo_from_bytea(0, 'x')")
+    execute(source, "postgres", "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'copier') THEN "
+                                "CREATE ROLE copier LOGIN NOREPLICATION PASSWORD 'copier-pw'; END IF; END $$")
+    closed = free_port()
+    args = {"source": source.endpoint(user="copier", password="copier-pw"), "target": target.endpoint(),
+            "databases": [dbname], "work_dir": str(tmp_path), "mode": "online", "fail_on_problems": False,
+            "source_from_target": {"port": closed}}
+    result = ModuleRunner(tmp_path, "codacy.selfhosted.codacy_db_preflight")(args)
+    assert not result.get("failed"), result.get("msg")
+    problems = " | ".join(result["problems"])
+    for expected in ("has wal_level = replica; online migration needs wal_level = logical",
+                     "source user copier@127.0.0.1:%d has no REPLICATION right" % source.port,
+                     "%s: tables without a primary key or replica identity: public.event_log" % dbname,
+                     "%s holds large objects (1)" % dbname,
+                     "%s: the target server 127.0.0.1:%d cannot reach the source as 127.0.0.1:%d" % (
+                         dbname, target.port, closed)):
+        assert expected in problems, (expected, result["problems"])
+    assert replication_objects(source, target, dbname) == []
+
+
+def test_preflight_warns_about_our_slots(logical_source, subscriber, dbname, tmp_path, work_dir):
+    """A slot of ours that nothing follows keeps WAL until the disk is full, and a following one that
+    retains more than max_slot_lag: both named, with the WAL they keep."""
+    source, target = logical_source, subscriber
+    online_database(source, target, dbname, work_dir)
+    following = execute(source, dbname, "SELECT slot_name FROM pg_replication_slots WHERE database = %s", (dbname,))
+    leftover = "codacy_migration_0123456789ab"
+    execute(source, dbname, "SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", (leftover,))
+    try:
+        execute(source, dbname, "INSERT INTO issue (account_id, level, message) SELECT 1, 'info', 'more'"
+                                " FROM generate_series(1, 20000)")
+        args = {"source": source.endpoint(), "target": target.endpoint(), "databases": [dbname],
+                "work_dir": str(tmp_path), "fail_on_problems": False, "mode": "online", "max_slot_lag": 1024}
+        result = ModuleRunner(tmp_path, "codacy.selfhosted.codacy_db_preflight")(args)
+        assert result["problems"] == [], result["problems"]
+        slots = dict((s["name"], s) for s in result["replication_slots"])
+        assert slots[leftover]["retained_bytes"] > 1024 * 1024 and not slots[leftover]["active"], slots
+        warnings = " | ".join(result.get("warnings", []))
+        assert "replication slot %s (database %s, not in use, retains" % (leftover, dbname) in warnings, warnings
+        assert "db_migration_mode: abort" in warnings and "pg_drop_replication_slot('%s')" % leftover in warnings
+        assert "replication slot %s (database %s, in use, retains" % (following[0][0], dbname) in warnings
+        assert "more than db_migration_max_slot_lag (1.0 kB)" in warnings
+        assert result["databases"][0]["action"] == "following", result["databases"]
+    finally:
+        execute(source, dbname, "SELECT pg_drop_replication_slot(%s)", (leftover,))
+    succeeded(run_in_process(online_args(source, target, dbname, work_dir, mode="abort")), "aborted")
