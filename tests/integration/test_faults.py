@@ -280,7 +280,7 @@ def test_background_job_killed_without_a_result(source, target, tmp_path):
     assert time.time() - started < 60, "the wait took %d s to notice" % (time.time() - started)
     assert proc.returncode != 0
     assert "metrics: the background migration ended without a result (its process is gone" in out, out[-3000:]
-    wait_for(lambda: not processes("pg_restore", "dbname=metrics"), timeout=30, what="pg_restore to end")
+    wait_for(lambda: not processes("pg_restore", "port=%d" % target.port), timeout=30, what="pg_restore to end")
     again = play(db_migration_databases=["metrics"])
     assert again.returncode == 0, again.output
     assert play.report_json()["databases"][0]["action"] == "resumed"

