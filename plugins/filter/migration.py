@@ -71,6 +71,10 @@ def migration_report(plan, results=None):
             "phases": result.get("phases", {}),
             "verified": _verified(result if ran else entry),
         }
+        if result.get("state"):  # online migration: following, cut_over, aborted
+            item["state"] = result["state"]
+        if result.get("downtime") is not None:  # a cutover's, from its start to the verified target
+            item["downtime"] = result["downtime"]
         if failed:
             item["phase"] = result.get("phase")
             item["message"] = result.get("msg")

@@ -477,11 +477,12 @@ class Migration:
         env = child_environment(write_passfile(self.private_dir, [self.source, self.target]))
         # The snapshot pg_dump reads, held open so that verification reads the same data.
         snapshot_id = self.take_snapshot()
-        tables = len(catalog.fetchall(self.snap, verify.TABLES_SQL, {"skip": marker.SCHEMA,
-                                                                     "schemas": self.schemas or None}))
+        # (Counted on the module's own session: online migration's snapshot is held by a replication connection.)
+        tables = len(catalog.fetchall(self.src, verify.TABLES_SQL, {"skip": marker.SCHEMA,
+                                                                    "schemas": self.schemas or None}))
         self.meter = progress.Meter(self.progress, self.tgt, self.target_info["major"], marker.SCHEMA,
                                     self.source_db["size"])
-        self.meter.totals(**progress.source_totals(self.snap, marker.SCHEMA, self.schemas))
+        self.meter.totals(**progress.source_totals(self.src, marker.SCHEMA, self.schemas))
         if self.params["data_path"] == "directory":
             run_id = self.copy_through_directory(action, env, snapshot_id, tables)
         elif self.params["data_path"] == "parallel":

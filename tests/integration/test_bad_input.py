@@ -4,12 +4,13 @@ full list is in tests/README.md.)"""
 
 import pytest
 
-from tests.integration.test_role import UNSET, Play, databases
+from tests.integration.playbook import PASSWORD, UNSET, Play, databases
+from tests.support import dataset
+from tests.support.pgserver import PgServer
 
 
 @pytest.fixture(scope="module")
 def role_servers():
-    from tests.integration.test_role import PASSWORD, PgServer, dataset
     with PgServer(password=PASSWORD) as source, PgServer(password=PASSWORD) as target:
         dataset.generate(source.params(), scale_mb=1, databases=["accounts", "jobs"], progress=lambda *args: None)
         yield source, target

@@ -265,7 +265,7 @@ def test_target_crash_after_the_copy_is_no_change(source, own_target, dbname, ru
 def test_background_job_killed_without_a_result(source, target, tmp_path):
     """A background migration whose every process is killed (kill -9, the OOM killer) writes no
     result: the role's wait ends with a failure naming it, never waits forever."""
-    from tests.integration.test_role import Play
+    from tests.integration.playbook import Play
     create_feature_database(source, "metrics")
     add_bulk(source, "metrics")
     play = Play(tmp_path, source, target)

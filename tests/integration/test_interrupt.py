@@ -14,7 +14,7 @@ import pytest
 
 from tests.integration.features import (
     add_bulk, create_feature_database, holders, processes, processes_of_home, wait_for)
-from tests.integration.test_role import PASSWORD, Play
+from tests.integration.playbook import PASSWORD, Play
 from tests.support.compare import compare
 from tests.support.pgserver import PgServer
 

@@ -425,3 +425,39 @@ def test_preflight_warns_about_our_slots(logical_source, subscriber, dbname, tmp
     finally:
         execute(source, dbname, "SELECT pg_drop_replication_slot(%s)", (leftover,))
     succeeded(run_in_process(online_args(source, target, dbname, work_dir, mode="abort")), "aborted")
+
+
+def test_the_role_online_then_cutover(logical_source, subscriber, dbname, tmp_path):
+    """The role's db_migration_mode through the playbook, as the README's procedure runs it: online
+    while the application writes, a rerun that changes nothing and shows the lag, the cutover once
+    the application stopped, then an offline rerun that finds the copy unchanged."""
+    from tests.integration.playbook import PLAYBOOK, Play
+
+    source, target = logical_source, subscriber
+    writer = application_database(source, target, dbname, bulk_rows=20000)
+    play = Play(tmp_path, source, target)
+    play.vars["db_migration_databases"] = [dbname]
+    writer.start()
+    try:
+        first = play(PLAYBOOK, db_migration_mode="online")
+        assert first.returncode == 0, first.output[-4000:]
+        entry = play.report_json()["databases"][0]
+        assert entry["action"] == "migrated" and entry["changed"], entry
+        assert marker_states(target, dbname) == ["following"]
+        rerun = play(PLAYBOOK, db_migration_mode="online")
+        assert rerun.returncode == 0 and rerun.changed == 0, rerun.output[-4000:]
+        entry = play.report_json()["databases"][0]
+        assert entry["action"] == "following" and "behind it" in " ".join(entry["reasons"]), entry
+        assert "behind it" in rerun.stdout, rerun.stdout[-3000:]
+    finally:
+        writer.stop()
+    assert writer.errors == [] and writer.committed, writer.errors[:3]
+    cutover = play(PLAYBOOK, db_migration_mode="cutover")
+    assert cutover.returncode == 0, cutover.output[-4000:]
+    entry = play.report_json()["databases"][0]
+    assert entry["action"] == "cut_over" and entry["state"] == "cut_over" and 0 < entry["downtime"] < 60, entry
+    assert_equal(source, target, dbname, writer)
+    assert replication_objects(source, target, dbname) == []
+    again = play(PLAYBOOK)
+    assert again.returncode == 0 and again.changed == 0, again.output[-4000:]
+    assert play.report_json()["databases"][0]["action"] == "unchanged"

@@ -11,7 +11,7 @@ import pytest
 from tests.integration.conftest import ansible_env, write_private
 from tests.integration.features import (
     ArgvSampler, add_bulk, create_feature_database, processes_of_home, restoring, wait_for)
-from tests.integration.test_role import PLAYBOOK, Play
+from tests.integration.playbook import PLAYBOOK, Play
 from tests.support import dataset
 from tests.support.pgserver import PgServer
 
