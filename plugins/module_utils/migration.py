@@ -567,10 +567,11 @@ class Migration:
         # Imported here: parallel uses this module's helpers for pg_dump's table of contents.
         from ansible_collections.codacy.selfhosted.plugins.module_utils import parallel
 
-        def on_progress(**fields):
+        def on_progress(**fields):  # (from the engine's threads: Progress and Meter lock nothing, and need not)
             if "phase" in fields:
                 self.phase = fields["phase"]
             self.progress.update(**fields)
+            self.meter.poll()  # bytes and rows measured on the target, as on the other paths
 
         settings = parallel.Settings(self.params["maintenance_work_mem"], self.params["max_parallel_maintenance_workers"],
                                      self.params["analyze"])

@@ -237,7 +237,6 @@ class Engine:
         self._failure = None
         self._stopping = threading.Event()
         self._connections = set()
-        self._moved = 0
         self._done = 0
         self._last_progress = 0.0
         self._table_command_recorded = False
@@ -496,7 +495,7 @@ class Engine:
                       for number, (size, table, condition) in enumerate(self.parts)]
         heapq.heapify(self._heap)
         self._complete = queue.Queue()
-        self._progress(force=True, phase="restore", total=len(self.tables), done=0, bytes=0)
+        self._progress(force=True, phase="restore", tables_total=len(self.tables), tables_done=0)
         started = time.time()
         copiers = [self._thread(self._copy_worker, "copy-%d" % n) for n in range(self.jobs)]
         indexers = [self._thread(self._index_worker, "index-%d" % n) for n in range(self.jobs)]
@@ -662,11 +661,10 @@ class Engine:
                           % (table.qualified, self.request.database, self.request.source.address,
                              verify.first_line(exc)))
 
-    def _moved_bytes(self, count):
+    def _moved_bytes(self, _count):
         with self._lock:
-            self._moved += count
-            moved, done = self._moved, self._done
-        self._progress(bytes=moved, done=done)
+            done = self._done
+        self._progress(tables_done=done)
 
     # -- the index workers --------------------------------------------------------------------------
     def _index_worker(self):
@@ -698,8 +696,8 @@ class Engine:
                 with self._lock:
                     self.timeline.append(("index", table.key, started, time.time()))
                     self._done += 1
-                    moved, done = self._moved, self._done
-                self._progress(force=True, bytes=moved, done=done)
+                    done = self._done
+                self._progress(force=True, tables_done=done)
         finally:
             self._close(conn)
 

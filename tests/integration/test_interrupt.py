@@ -121,7 +121,7 @@ def test_interrupt_before_the_migrations_start(interrupt_source, interrupt_targe
 
 def test_interrupt_while_the_migrations_start(interrupt_source, interrupt_target, tmp_path):
     play = home_play(tmp_path, interrupt_source, interrupt_target)
-    run_dir = play.work_dir / "codacy_db_migration"
+    run_dir = play.work_dir / "codacy_db_migration" / "localhost"  # the installation's run directory
 
     def first_started(out):
         return run_dir.is_dir() and any(name.startswith("progress-") for name in os.listdir(str(run_dir)))
