@@ -425,7 +425,7 @@ class OnlineMigration(migration.Migration):
         try:
             position = replication.wal_position(self.src)
             replication.wait_caught_up(self.src, self.name, position, on_poll=lambda behind: self.progress.update(
-                phase="catch-up", bytes=behind))
+                phase="catch-up", lag_bytes=behind))
             replication.set_enabled(self.tgt, self.name, False)
             replication.wait_inactive(self.src, self.name)
         except replication.ReplicationProblem as exc:

@@ -34,7 +34,8 @@ FIELDS = {
     "database": "the source database",
     "pid": "the process of the migration that writes the file",
     "phase": "starting, queued, connect, inspect, dump, record, clear, pre-data, restore, post-data, properties, "
-             "verify, analyze, finished or failed",
+             "verify, analyze, finished or failed; online migration also publication, slot, subscribe, catch-up, "
+             "sequences and cleanup",
     "phase_started": "when the phase began",
     "started": "when the copy began (left the queue)",
     "bytes_total": "size of the source database (pg_database_size)",
@@ -46,6 +47,7 @@ FIELDS = {
     "tables_total": "tables whose data is copied",
     "tables_done": "tables whose data is copied completely",
     "dump_bytes": "bytes the dump wrote to the work directory (data_path directory)",
+    "lag_bytes": "bytes of WAL the target has still to apply (online migration's cutover, while it catches up)",
     "updated": "when the file was last written",
     "finished": "whether the migration has ended (successfully or not)",
     "action": "what the migration did (migrated, refreshed, ...), once known",
