@@ -466,4 +466,3 @@ class OnlineMigration(migration.Migration):
             return "%d transactions ran on the server meanwhile and %s" % (taken, "; ".join(doubts))
         writes = fingerprint.write_changes(before, after)
         return "; ".join(fingerprint.limited(writes)) or None
-

@@ -216,7 +216,7 @@ options:
         type: str
         choices: [disable, allow, prefer, require, verify-ca, verify-full]
       sslrootcert:
-        description: CA bundle for that connection: a path on the B(target server).
+        description: CA bundle for that connection, a path on the B(target server).
         type: str
   progress_file:
     description:

@@ -28,7 +28,7 @@ description:
     missing roles, a schema restriction that would lose objects, the source itself).
   - Returns the plan the role follows, largest database first, with each database's planned action and
     what is needed to create missing target databases (encoding, C(LC_COLLATE), C(LC_CTYPE), owner).
-  - With O(mode=online), also what online migration needs (see M(codacy.selfhosted.codacy_db_migrate)):
+  - With O(mode=online), also what online migration needs (see M(codacy.selfhosted.codacy_db_migrate)),
     C(wal_level=logical) on the source, free replication slots and WAL senders there for every database, the
     C(REPLICATION) right (or C(rds_replication)) of the source user, the target user's right to create
     subscriptions and free logical replication workers on the target, the target server reaching the source
