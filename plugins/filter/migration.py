@@ -13,6 +13,7 @@ __metaclass__ = type
 import time
 
 from ansible_collections.codacy.selfhosted.plugins.module_utils.connection import endpoint_problems
+from ansible_collections.codacy.selfhosted.plugins.module_utils.units import human_bytes
 
 COPYING_ACTIONS = ("migrated", "refreshed", "resumed")
 
@@ -101,13 +102,7 @@ def migration_report(plan, results=None):
 
 
 def _size(count):
-    if count is None:
-        return "-"
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if count < 1024 or unit == "TB":
-            return ("%d %s" if unit == "B" else "%.1f %s") % (count, unit)
-        count /= 1024.0
-    return str(count)
+    return "-" if count is None else human_bytes(count)
 
 
 def _seconds(phases, name):

@@ -16,6 +16,7 @@ from ansible_collections.codacy.selfhosted.plugins.module_utils import (
     catalog, fingerprint, marker, online, parallel, pgtools, replication)
 from ansible_collections.codacy.selfhosted.plugins.module_utils.connection import ConnectionProblem, Endpoint
 from ansible_collections.codacy.selfhosted.plugins.module_utils.migration import Failure
+from ansible_collections.codacy.selfhosted.plugins.module_utils.units import human_bytes
 
 # Codacy's databases, as current charts create them (the migration guide lists the first six).
 CODACY_DATABASES = ("accounts", "analysis", "filestore", "jobs", "metrics", "results", "listener", "crow")
@@ -106,14 +107,6 @@ def admin_status(conn, endpoint, admin_roles, needs_createdb=False):
             "%s user %s may not create databases (no CREATEDB) and some target databases are missing: "
             "ALTER ROLE %s CREATEDB, or create them first" % (endpoint.role, endpoint.who, endpoint.user))
     return "member of %s" % ", ".join(memberships), None
-
-
-def human(size):
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if abs(size) < 1024 or unit == "TB":
-            return "%.1f %s" % (size, unit) if unit != "B" else "%d B" % size
-        size /= 1024.0
-    return str(size)
 
 
 class Preflight:
@@ -285,7 +278,7 @@ class Preflight:
             elif found["retained_bytes"] > self.params["max_slot_lag"]:
                 self.warnings.append("%s: more than db_migration_max_slot_lag (%s). The source's disk fills up while "
                                      "the target does not keep up: cut over soon, or abort"
-                                     % (replication.describe_slot(found), replication.human_bytes(
+                                     % (replication.describe_slot(found), human_bytes(
                                          self.params["max_slot_lag"])))
 
     def check_online(self, src, tgt, entries):
@@ -389,8 +382,9 @@ class Preflight:
         if needed > free:
             self.problems.append("%s %s has %s free but the dumps of the %d largest databases need about %s: "
                                  "free some space, choose another %s, or lower %s"
-                                 % (self.name("work_dir"), work_dir, human(free), min(len(largest), self.params["concurrency"]),
-                                    human(needed), self.name("work_dir"), self.name("concurrency")))
+                                 % (self.name("work_dir"), work_dir, human_bytes(free),
+                                    min(len(largest), self.params["concurrency"]), human_bytes(needed),
+                                    self.name("work_dir"), self.name("concurrency")))
 
     def check_connection_room(self, src, tgt):
         # Per database at most: pg_dump/pg_restore workers and their leader, and the module's own
