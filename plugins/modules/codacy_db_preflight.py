@@ -66,9 +66,11 @@ options:
     type: path
     default: /var/tmp
   concurrency:
-    description: How many databases will be migrated at the same time.
+    description:
+      - How many databases will be migrated at the same time. The default is that of the role
+        C(codacy.selfhosted.db_migration) (C(db_migration_concurrency)).
     type: int
-    default: 2
+    default: 3
   jobs:
     description: Parallel workers per database (connections the migration opens on each server).
     type: int
@@ -251,7 +253,7 @@ ARGUMENT_SPEC = dict(
     admin_roles=dict(type="list", elements="str", default=["rds_superuser", "cloudsqlsuperuser", "azure_pg_admin"]),
     allow_active_sessions=dict(type="bool", default=False),
     work_dir=dict(type="path", default="/var/tmp"),
-    concurrency=dict(type="int", default=2),
+    concurrency=dict(type="int", default=3),  # the role's db_migration_concurrency
     jobs=dict(type="int", default=2),
     bin_dir=dict(type="path"),
     schemas=dict(type="list", elements="str", default=[]),
