@@ -3,7 +3,8 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Filters of the db_migration role: the plan, the jobs, the report and its table.
 
-Kept in Python (not Jinja) so that the report's rules live in one readable, unit-tested place.
+Kept in Python (not Jinja) so that the report's rules live in one readable place, with unit tests in
+tests/unit/plugins/filter/ (the report, the fleet's shared needs and summary).
 """
 
 from __future__ import absolute_import, division, print_function
