@@ -31,6 +31,7 @@ from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
 
 from ansible_collections.codacy.selfhosted.plugins.module_utils import progress
+from ansible_collections.codacy.selfhosted.plugins.module_utils.units import human_bytes
 
 display = Display()
 
@@ -54,14 +55,6 @@ def duration(seconds):
     return "%dm%02ds" % (seconds // 60, seconds % 60) if seconds >= 60 else "%ds" % seconds
 
 
-def size(count):
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if count < 1024 or unit == "TB":
-            return ("%d %s" if unit == "B" else "%.1f %s") % (count, unit)
-        count /= 1024.0
-    return str(count)
-
-
 def rows(count):
     for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
         if count >= scale:
@@ -81,11 +74,11 @@ def database_line(name, state, now):
     phase = "finishing" if state.get("finished") else state.get("phase") or "starting"
     parts = []
     if state.get("bytes_done") is not None and state.get("bytes_total"):
-        parts.append(of(state["bytes_done"], state["bytes_total"], size))
+        parts.append(of(state["bytes_done"], state["bytes_total"], human_bytes))
     elif state.get("dump_bytes"):
-        parts.append("%s dumped" % size(state["dump_bytes"]))
+        parts.append("%s dumped" % human_bytes(state["dump_bytes"]))
     elif state.get("bytes_total"):
-        parts.append("size %s" % size(state["bytes_total"]))
+        parts.append("size %s" % human_bytes(state["bytes_total"]))
     if state.get("rows_total") is not None and state.get("rows_done") is not None:
         parts.append("%s of ~%s rows" % (rows(state["rows_done"]), rows(state["rows_total"])))
     if state.get("tables_total"):
@@ -123,7 +116,7 @@ def run_line(jobs, states, done, started, now):
             rows_total += state.get("rows_total") or 0
     parts = ["%d of %d databases done" % (len(done), len(jobs))]
     if total:
-        parts.append(of(copied, total, size))
+        parts.append(of(copied, total, human_bytes))
     if rows_total:
         parts.append("%s of ~%s rows" % (rows(rows_done), rows(rows_total)))
     parts.append(duration(now - started))

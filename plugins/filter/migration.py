@@ -3,7 +3,8 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Filters of the db_migration role: the plan, the jobs, the report and its table.
 
-Kept in Python (not Jinja) so that the report's rules live in one readable, unit-tested place.
+Kept in Python (not Jinja) so that the report's rules live in one readable place, with unit tests in
+tests/unit/plugins/filter/ (the report, the fleet's shared needs and summary).
 """
 
 from __future__ import absolute_import, division, print_function
@@ -13,6 +14,7 @@ __metaclass__ = type
 import time
 
 from ansible_collections.codacy.selfhosted.plugins.module_utils.connection import endpoint_problems
+from ansible_collections.codacy.selfhosted.plugins.module_utils.units import human_bytes
 
 COPYING_ACTIONS = ("migrated", "refreshed", "resumed")
 
@@ -101,13 +103,7 @@ def migration_report(plan, results=None):
 
 
 def _size(count):
-    if count is None:
-        return "-"
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if count < 1024 or unit == "TB":
-            return ("%d %s" if unit == "B" else "%.1f %s") % (count, unit)
-        count /= 1024.0
-    return str(count)
+    return "-" if count is None else human_bytes(count)
 
 
 def _seconds(phases, name):

@@ -15,6 +15,7 @@ try:
 except ImportError:  # reported by the modules through connection.HAS_PSYCOPG2
     sql = None
 
+# Objects below this OID are built in (initdb made them); the collection's one definition.
 FIRST_NORMAL_OID = 16384
 
 SERVER_SQL = """

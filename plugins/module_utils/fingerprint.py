@@ -31,6 +31,8 @@ __metaclass__ = type
 import hashlib
 import json
 
+from ansible_collections.codacy.selfhosted.plugins.module_utils.catalog import FIRST_NORMAL_OID
+
 try:
     from psycopg2 import sql
 except ImportError:  # reported by the modules through connection.HAS_PSYCOPG2
@@ -113,7 +115,7 @@ SELECT c.relname, c.relisshared, array_agg(a.attname::text ORDER BY a.attnum)
 COUNTERS_SQL = """
 SELECT quote_ident(s.schemaname) || '.' || quote_ident(s.relname), s.n_tup_ins, s.n_tup_upd, s.n_tup_del
   FROM pg_stat_all_tables s
- WHERE (s.relid >= 16384 AND s.schemaname <> %(skip)s AND s.schemaname NOT LIKE 'pg\\_%%')
+ WHERE (s.relid >= """ + str(FIRST_NORMAL_OID) + """ AND s.schemaname <> %(skip)s AND s.schemaname NOT LIKE 'pg\\_%%')
     OR s.relid = 'pg_catalog.pg_largeobject'::regclass
 """
 

@@ -31,6 +31,7 @@ import time
 from ansible_collections.codacy.selfhosted.plugins.module_utils import (
     catalog, fingerprint, marker, migration, replication)
 from ansible_collections.codacy.selfhosted.plugins.module_utils.migration import Failure
+from ansible_collections.codacy.selfhosted.plugins.module_utils.units import human_bytes
 
 MODES = ("offline", "online", "cutover", "abort")
 
@@ -147,7 +148,7 @@ class OnlineMigration(migration.Migration):
         subscription = self.observed["subscription"]
         text = "following the source since %s: %s behind it, the slot %s retains %s of WAL on the source" % (
             (self.record.get("details") or {}).get("following_since") or self.record["started_at"],
-            replication.human_bytes(slot["lag_bytes"]), self.name, replication.human_bytes(slot["retained_bytes"]))
+            human_bytes(slot["lag_bytes"]), self.name, human_bytes(slot["retained_bytes"]))
         if not subscription["running"]:
             text += ("; the subscription's apply worker is not running now (it restarts by itself after a failure: "
                      "the target server's log says why)")
@@ -466,4 +467,3 @@ class OnlineMigration(migration.Migration):
             return "%d transactions ran on the server meanwhile and %s" % (taken, "; ".join(doubts))
         writes = fingerprint.write_changes(before, after)
         return "; ".join(fingerprint.limited(writes)) or None
-

@@ -50,6 +50,7 @@ import time
 
 from ansible_collections.codacy.selfhosted.plugins.module_utils import guard as guards
 from ansible_collections.codacy.selfhosted.plugins.module_utils import fingerprint, marker, migration, pgtools, verify
+from ansible_collections.codacy.selfhosted.plugins.module_utils.catalog import FIRST_NORMAL_OID
 from ansible_collections.codacy.selfhosted.plugins.module_utils.connection import APPLICATION_NAME
 
 try:
@@ -90,7 +91,7 @@ TABLES_SQL = """
 SELECT c.oid, n.nspname, c.relname, pg_table_size(c.oid),
        pg_relation_size(c.oid) / current_setting('block_size')::int,
        coalesce(array_agg(a.attname::text ORDER BY a.attnum) FILTER (WHERE a.attnum IS NOT NULL), '{}'),
-       coalesce(bool_and(t.oid < 16384 AND t.typsend::oid <> 0 AND t.typreceive::oid <> 0), true),
+       coalesce(bool_and(t.oid < """ + str(FIRST_NORMAL_OID) + """ AND t.typsend::oid <> 0 AND t.typreceive::oid <> 0), true),
        (SELECT k.attname::text FROM pg_index i JOIN pg_attribute k ON k.attrelid = i.indrelid AND k.attnum = i.indkey[0]
          WHERE i.indrelid = c.oid AND i.indisprimary AND i.indnatts = 1 AND k.atttypid IN (20, 21, 23))
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -105,13 +106,13 @@ SELECT c.oid, n.nspname, c.relname, pg_table_size(c.oid),
 # (catalog, oid) as `pg_restore --list` prints them. Foreign keys are left out: they wait for
 # the end, with the partition index attachments.
 OWNERS_SQL = """
-SELECT 'pg_class'::regclass::oid, indexrelid, indrelid FROM pg_index WHERE indexrelid >= 16384
+SELECT 'pg_class'::regclass::oid, indexrelid, indrelid FROM pg_index WHERE indexrelid >= {first}
 UNION ALL SELECT 'pg_constraint'::regclass::oid, oid, conrelid FROM pg_constraint
- WHERE oid >= 16384 AND conrelid <> 0 AND contype <> 'f'
-UNION ALL SELECT 'pg_trigger'::regclass::oid, oid, tgrelid FROM pg_trigger WHERE oid >= 16384
-UNION ALL SELECT 'pg_rewrite'::regclass::oid, oid, ev_class FROM pg_rewrite WHERE oid >= 16384
-UNION ALL SELECT 'pg_policy'::regclass::oid, oid, polrelid FROM pg_policy WHERE oid >= 16384
-"""
+ WHERE oid >= {first} AND conrelid <> 0 AND contype <> 'f'
+UNION ALL SELECT 'pg_trigger'::regclass::oid, oid, tgrelid FROM pg_trigger WHERE oid >= {first}
+UNION ALL SELECT 'pg_rewrite'::regclass::oid, oid, ev_class FROM pg_rewrite WHERE oid >= {first}
+UNION ALL SELECT 'pg_policy'::regclass::oid, oid, polrelid FROM pg_policy WHERE oid >= {first}
+""".format(first=FIRST_NORMAL_OID)
 
 # Sessions of this collection in the target database that started with the load (the load's own,
 # pg_restore's): until they have ended, their write counters may not be flushed.
@@ -121,7 +122,8 @@ SELECT count(*) FROM pg_stat_activity
 """
 
 WRITES_SQL = """
-SELECT schemaname, relname, n_tup_ins, n_tup_upd, n_tup_del FROM pg_stat_all_tables WHERE relid >= 16384
+SELECT schemaname, relname, n_tup_ins, n_tup_upd, n_tup_del FROM pg_stat_all_tables
+ WHERE relid >= """ + str(FIRST_NORMAL_OID) + """
 """
 
 # Post-data entries that can be made as soon as their table's rows are in.

@@ -28,6 +28,8 @@ import os
 import re
 import time
 
+from ansible_collections.codacy.selfhosted.plugins.module_utils.catalog import FIRST_NORMAL_OID
+
 # The fields of a progress file. Times are the migration host's clock (seconds since the epoch);
 # None means not known (yet).
 FIELDS = {
@@ -117,7 +119,7 @@ class Progress:
 SOURCE_TOTALS_SQL = """
 SELECT count(*), coalesce(sum(greatest(c.reltuples, 0)), 0)::bigint
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
- WHERE c.relkind = 'r' AND c.oid >= 16384 AND n.nspname <> %(skip)s AND n.nspname NOT LIKE 'pg\\_%%'
+ WHERE c.relkind = 'r' AND c.oid >= """ + str(FIRST_NORMAL_OID) + """ AND n.nspname <> %(skip)s AND n.nspname NOT LIKE 'pg\\_%%'
    AND n.nspname <> 'information_schema' AND (%(schemas)s::text[] IS NULL OR n.nspname = ANY(%(schemas)s))
 """
 

@@ -31,6 +31,8 @@ import hashlib
 import json
 import time
 
+from ansible_collections.codacy.selfhosted.plugins.module_utils.units import human_bytes
+
 try:
     import psycopg2
     import psycopg2.extensions
@@ -88,15 +90,6 @@ def redact(text, password):
     """`text` without `password` (error messages may quote a connection string)."""
     text = str(text)
     return text.replace(password, "********") if password else text
-
-
-def human_bytes(size):
-    size = float(size or 0)
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if abs(size) < 1024 or unit == "TB":
-            return "%d %s" % (size, unit) if unit == "B" else "%.1f %s" % (size, unit)
-        size /= 1024.0
-    return "%d B" % size
 
 
 # -- the source: publication, slot, progress ---------------------------------------------------

@@ -27,6 +27,7 @@ __metaclass__ = type
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+from ansible_collections.codacy.selfhosted.plugins.module_utils.catalog import FIRST_NORMAL_OID
 from ansible_collections.codacy.selfhosted.plugins.module_utils.connection import ConnectionProblem
 
 try:
@@ -61,7 +62,7 @@ SELECT n.nspname, c.relname, format('%%I.%%I', n.nspname, c.relname), c.relkind:
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
   LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
   LEFT JOIN pg_type t ON t.oid = a.atttypid
- WHERE c.relkind IN ('r', 'm') AND c.oid >= 16384 AND """ + IN_SCHEMAS + """
+ WHERE c.relkind IN ('r', 'm') AND c.oid >= """ + str(FIRST_NORMAL_OID) + """ AND """ + IN_SCHEMAS + """
  GROUP BY n.nspname, c.relname, c.relkind, c.relispopulated ORDER BY 1, 2
 """
 

@@ -12,10 +12,12 @@ module: codacy_db_migrate
 short_description: Migrate one PostgreSQL database of Codacy Self-hosted to another server, idempotently
 version_added: 1.0.0
 description:
-  - Copies one database from a source server to an existing database on a target server with
-    C(pg_dump) and C(pg_restore) (directory format, O(jobs) parallel workers on both sides), then
+  - Copies one database from a source server to an existing database on a target server, then
     carries the database-level properties, verifies the copy table by table and rebuilds the
-    planner statistics.
+    planner statistics. By default (O(data_path=stream)) C(pg_dump) pipes the data straight into
+    C(pg_restore), with no dump on disk, and O(jobs) C(pg_restore) workers build the indexes and
+    constraints; O(data_path=directory) dumps to O(work_dir) first (directory format, O(jobs) workers
+    on both sides); O(data_path=parallel) copies the tables with O(jobs) C(COPY) workers of its own.
   - Idempotent. The module records each migration in the target database, in a schema of its own
     (C(codacy_migration)) that the application never sees, together with a fingerprint of the
     source. A later run compares the source with that record and does nothing when the source is
@@ -216,7 +218,7 @@ options:
         type: str
         choices: [disable, allow, prefer, require, verify-ca, verify-full]
       sslrootcert:
-        description: CA bundle for that connection: a path on the B(target server).
+        description: CA bundle for that connection, a path on the B(target server).
         type: str
   progress_file:
     description:
@@ -348,8 +350,15 @@ reasons:
   elements: str
   sample: ["source: write activity in public.issue"]
 phase:
-  description: The phase in which the run failed (C(validate), C(connect), C(inspect), C(dump), C(restore),
-    C(properties), C(verify), C(analyze), C(record)).
+  description:
+    - The phase in which the run failed.
+    - In every mode C(validate) (the options), C(start) (the run that started it was interrupted before),
+      C(queued), C(connect), C(inspect).
+    - While copying C(clear) (emptying a target of this collection), C(record), C(pre-data) (the definitions
+      of the tables), C(dump) (reading the source), C(restore) (loading the target), C(post-data) (indexes,
+      constraints, triggers), C(properties), C(verify), C(analyze).
+    - With O(mode) other than V(offline) also C(resume), C(publication), C(slot), C(subscribe), C(catch-up),
+      C(sequences), C(cleanup) and C(abort).
   returned: failure
   type: str
   sample: restore

@@ -81,6 +81,13 @@ def execute(server, dbname, statement, args=None):
     return server.execute(statement, args, dbname=dbname)
 
 
+def marker_states(server, dbname):
+    """The states of the migration runs recorded in the target database, oldest first ([] when none)."""
+    if not execute(server, dbname, "SELECT to_regclass('codacy_migration.runs') IS NOT NULL")[0][0]:
+        return []
+    return [row[0] for row in execute(server, dbname, "SELECT state FROM codacy_migration.runs ORDER BY id")]
+
+
 def add_bulk(server, dbname, rows=1500000):
     """Make the restore last a few seconds so it can be interrupted in the middle."""
     execute(server, dbname, "CREATE TABLE bulk AS SELECT i AS id, md5(i::text) AS a, repeat(md5((-i)::text), 3) AS b"

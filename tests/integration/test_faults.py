@@ -12,8 +12,8 @@ import pytest
 
 from tests.integration.conftest import PASSWORD, module_args, succeeded
 from tests.integration.features import (
-    add_bulk, create_database, create_feature_database, execute, holders, processes, processes_of_home, restoring,
-    wait_for)
+    add_bulk, create_database, create_feature_database, execute, holders, marker_states, processes, processes_of_home,
+    restoring, wait_for)
 from tests.support.compare import compare, diff, snapshot
 from tests.support.pgserver import PgServer
 from tests.support.proxy import StallingProxy
@@ -36,12 +36,6 @@ def big_database(source, target, dbname):
     add_bulk(source, dbname)
     create_database(target, dbname)
     return snapshot(source.params(), dbname)
-
-
-def marker_states(server, dbname):
-    if not execute(server, dbname, "SELECT to_regclass('codacy_migration.runs') IS NOT NULL")[0][0]:
-        return []
-    return [row[0] for row in execute(server, dbname, "SELECT state FROM codacy_migration.runs ORDER BY id")]
 
 
 def assert_nothing_left(work_dir, dbname):

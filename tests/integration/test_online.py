@@ -14,7 +14,8 @@ import time
 import pytest
 
 from tests.integration.conftest import PASSWORD, ModuleRunner, module_args, run_in_process, succeeded
-from tests.integration.features import add_bulk, create_database, create_feature_database, execute, processes, wait_for
+from tests.integration.features import (
+    add_bulk, create_database, create_feature_database, execute, marker_states, processes, wait_for)
 from tests.support import embedded
 from tests.support.compare import compare
 from tests.support.pgserver import PgServer, free_port
@@ -67,12 +68,6 @@ def replication_objects(source, target, dbname):
     return (execute(source, dbname, "SELECT pubname FROM pg_publication")
             + execute(source, "postgres", "SELECT slot_name FROM pg_replication_slots")
             + execute(target, "postgres", "SELECT subname FROM pg_subscription"))
-
-
-def marker_states(server, dbname):
-    if not execute(server, dbname, "SELECT to_regclass('codacy_migration.runs') IS NOT NULL")[0][0]:
-        return []
-    return [row[0] for row in execute(server, dbname, "SELECT state FROM codacy_migration.runs ORDER BY id")]
 
 
 def source_catalogs(source, dbname, ignore_truncate=False):
