@@ -49,6 +49,8 @@ def test_every_variable_is_in_the_readme_with_its_type_and_default():
             assert default == "`./codacy-db-migration-fleet.json`"
         elif name == "db_migration_databases":
             assert "default" not in option and default == "Codacy's eight that exist on the source"
+        elif name == "db_migration_max_parallel_maintenance_workers":
+            assert "default" not in option and default == "the target's setting"
         else:
             assert default == shown(option["default"]), name
 
@@ -57,8 +59,9 @@ def test_defaults_file_matches_argument_specs():
     with open(os.path.join(ROOT, "roles", "db_migration", "defaults", "main.yml")) as handle:
         defaults = yaml.safe_load(handle)
     for name, option in spec_options().items():
-        if name == "db_migration_databases":
-            # No default: unset, the preflight takes Codacy's databases that exist on the source.
+        if name in ("db_migration_databases", "db_migration_max_parallel_maintenance_workers"):
+            # No default: unset, the preflight takes Codacy's databases that exist on the source, and
+            # the index builds the target server's max_parallel_maintenance_workers.
             assert name not in defaults
             continue
         assert name in defaults, name
