@@ -63,7 +63,7 @@ $(COLLECTION_LINK):
 test: system venv collection lint sanity pytest molecule
 
 pytest: system venv collection
-	$(BIN)/pytest -p no:cacheprovider tests/unit tests/support tests/integration tests/bench $(PYTEST_ARGS)
+	$(BIN)/pytest -p no:cacheprovider -n 2 --dist loadfile --durations=40 tests/unit tests/support tests/integration tests/bench $(PYTEST_ARGS)
 
 unit: venv collection
 	$(BIN)/pytest -p no:cacheprovider tests/unit $(PYTEST_ARGS)

@@ -4,6 +4,7 @@ whose process is gone without a result ends the wait with a failure instead of a
 import json
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -19,6 +20,10 @@ def write(path, data):
 def job_process():
     """A process whose command line carries a job id, as async_wrapper's do (without `.<pid>`)."""
     proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "j424242"])
+    # Until the child has exec'd, /proc shows the parent's command line (the test was flaky without this).
+    deadline = time.time() + 10
+    while b"j424242" not in open("/proc/%d/cmdline" % proc.pid, "rb").read() and time.time() < deadline:
+        time.sleep(0.01)
     yield "j424242.%d" % proc.pid
     proc.kill()
     proc.wait()
