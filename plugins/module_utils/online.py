@@ -390,7 +390,6 @@ class OnlineMigration(migration.Migration):
                               "replication does not carry? Nothing was removed: the target keeps following; run mode "
                               "abort, then mode online for a new copy" % (self.database, str(exc).split(": ", 1)[-1]
                                                                           .split(". It stays marked")[0])) from None
-            self.result["downtime"] = round(time.time() - self.started, 3)
             self.progress.update(phase="cleanup")
             self.phase = "cleanup"
             before = fingerprint.read(src, marker.SCHEMA, replication.OUR_CATALOG_CHANGES)
@@ -412,6 +411,9 @@ class OnlineMigration(migration.Migration):
                           "such writes are not on the target, so the copy is left unfinished (replication is gone). "
                           "Check that nothing uses the source, then run mode online again for a new copy (or mode "
                           "offline)" % (self.database, doubt))
+        # Downtime ends here, not at verification: until the proof that nothing is pending and the
+        # removal of the replication, the cutover can still fail and go back to following.
+        self.result["downtime"] = round(time.time() - self.started, 3)
         self.timed("analyze", replication.analyze_changed, tgt, marker.SCHEMA)
         self.progress.update(phase="record")
         self.timed("record", marker.complete, tgt, self.record["id"], self.target_fingerprint(), {

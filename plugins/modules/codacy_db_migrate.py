@@ -190,8 +190,8 @@ options:
         applied everything up to the source's WAL position and proves that nothing is left to apply; sets every
         sequence from the source; refreshes materialized views; verifies as O(verify) says; removes the
         subscription, the slot and the publication; and records the copy as complete, so that a later offline run
-        over the unchanged source reports V(unchanged). RV(downtime) is the time from its start to the verified
-        target.
+        over the unchanged source reports V(unchanged). RV(downtime) is the time from its start until the target is
+        verified and the replication removed (until then the cutover may still fail and go back to following).
       - V(abort) removes the subscription, the slot and the publication on both servers and leaves the copy
         marked unfinished; the source is as it was before the online migration.
     type: str
@@ -440,7 +440,9 @@ replication:
   sample: {name: codacy_migration_0f3c2a9b71de, lag_bytes: 8192, retained_bytes: 1048576,
            subscription_enabled: true, apply_running: true}
 downtime:
-  description: Seconds from the start of the cutover to the verified target.
+  description:
+    - Seconds from the start of the cutover until the target is verified, no change is left in the slot and the
+      replication is removed: the time the application must stay stopped for this database.
   returned: after a cutover
   type: float
   sample: 4.2
