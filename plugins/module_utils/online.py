@@ -29,11 +29,21 @@ __metaclass__ = type
 import time
 
 from ansible_collections.codacy.selfhosted.plugins.module_utils import (
-    catalog, fingerprint, marker, migration, replication)
+    catalog, connection, fingerprint, marker, migration, replication)
 from ansible_collections.codacy.selfhosted.plugins.module_utils.migration import Failure
 from ansible_collections.codacy.selfhosted.plugins.module_utils.units import human_bytes
 
 MODES = ("offline", "online", "cutover", "abort")
+
+
+def source_from_target_spec():
+    """The argument spec of the modules' source_from_target option (how the target reaches the source)."""
+    return dict(type="dict", options=dict(
+        host=dict(type="str"),
+        port=dict(type="int"),
+        sslmode=dict(type="str", choices=connection.SSLMODES),
+        sslrootcert=dict(type="str"),
+    ))
 
 # Roles whose members may create subscriptions on a managed target (as they may restore).
 ADMIN_ROLES = ("rds_superuser", "cloudsqlsuperuser", "azure_pg_admin")

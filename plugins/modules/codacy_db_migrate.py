@@ -459,7 +459,7 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.codacy.selfhosted.plugins.module_utils import guard, online, pgtools
 from ansible_collections.codacy.selfhosted.plugins.module_utils.connection import (
-    HAS_PSYCOPG2, PSYCOPG2_IMPORT_ERROR, SSLMODES, ConnectionProblem, endpoint_argument_spec, forget_module_file)
+    HAS_PSYCOPG2, PSYCOPG2_IMPORT_ERROR, ConnectionProblem, endpoint_argument_spec, forget_module_file)
 from ansible_collections.codacy.selfhosted.plugins.module_utils.migration import Failure
 
 ARGUMENT_SPEC = dict(
@@ -481,12 +481,7 @@ ARGUMENT_SPEC = dict(
     maintenance_work_mem=dict(type="str", default="256MB"),
     max_parallel_maintenance_workers=dict(type="int"),
     mode=dict(type="str", default="offline", choices=list(online.MODES)),
-    source_from_target=dict(type="dict", options=dict(
-        host=dict(type="str"),
-        port=dict(type="int"),
-        sslmode=dict(type="str", choices=SSLMODES),
-        sslrootcert=dict(type="str"),
-    )),
+    source_from_target=online.source_from_target_spec(),
     progress_file=dict(type="path"),
     queue=dict(type="dict", options=dict(
         dir=dict(type="path", required=True),

@@ -243,7 +243,7 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.codacy.selfhosted.plugins.module_utils import online
 from ansible_collections.codacy.selfhosted.plugins.module_utils.connection import (
-    HAS_PSYCOPG2, PSYCOPG2_IMPORT_ERROR, SSLMODES, endpoint_argument_spec, forget_module_file)
+    HAS_PSYCOPG2, PSYCOPG2_IMPORT_ERROR, endpoint_argument_spec, forget_module_file)
 from ansible_collections.codacy.selfhosted.plugins.module_utils.preflight import Preflight
 
 ARGUMENT_SPEC = dict(
@@ -264,12 +264,7 @@ ARGUMENT_SPEC = dict(
     timeout=dict(type="int", default=0),
     names_prefix=dict(type="str", default=""),
     mode=dict(type="str", default="offline", choices=list(online.MODES)),
-    source_from_target=dict(type="dict", options=dict(
-        host=dict(type="str"),
-        port=dict(type="int"),
-        sslmode=dict(type="str", choices=SSLMODES),
-        sslrootcert=dict(type="str"),
-    )),
+    source_from_target=online.source_from_target_spec(),
     max_slot_lag=dict(type="int", default=1073741824),
     fail_on_problems=dict(type="bool", default=True),
 )
