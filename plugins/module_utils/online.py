@@ -45,6 +45,7 @@ def source_from_target_spec():
         sslrootcert=dict(type="str"),
     ))
 
+
 # Roles whose members may create subscriptions on a managed target (as they may restore).
 ADMIN_ROLES = ("rds_superuser", "cloudsqlsuperuser", "azure_pg_admin")
 

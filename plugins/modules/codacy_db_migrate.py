@@ -442,7 +442,7 @@ replication:
 downtime:
   description:
     - Seconds from the start of the cutover until the target is verified, no change is left in the slot and the
-      replication is removed: the time the application must stay stopped for this database.
+      replication is removed, that is the time the application must stay stopped for this database.
   returned: after a cutover
   type: float
   sample: 4.2
