@@ -60,10 +60,24 @@ $(COLLECTION_LINK):
 	mkdir -p $(dir $@)
 	ln -sfn ../../../.. $@
 
-test: system venv collection lint sanity pytest molecule
+# The Molecule images build (mostly downloads) while lint, sanity and pytest run; the scenarios
+# start once both are done. docker and mmdebstrap are installed first, so that no two apt-get run
+# at once.
+test: system venv collection
+	tests/containers/ensure_docker.sh
+	mkdir -p build
+	BUILD_JOBS=1 extensions/molecule/run.sh images > build/images.log 2>&1 & images=$$!; \
+	$(MAKE) lint sanity pytest; tests=$$?; \
+	wait $$images || { cat build/images.log; echo "make test: the Molecule images did not build (build/images.log)"; exit 1; }; \
+	[ $$tests = 0 ] || exit $$tests; \
+	SKIP_IMAGES=1 $(MAKE) molecule
 
+# Three test files at a time (most tests wait on servers and clients), the slowest files first so
+# that none of them starts last; pytest collects each file once.
+SLOW_FIRST := $(addprefix tests/integration/,test_faults.py test_faults_processes.py test_online.py \
+	test_gold_standard.py test_interrupt.py test_role.py test_secrets.py test_fleet.py) tests/bench
 pytest: system venv collection
-	$(BIN)/pytest -p no:cacheprovider -n 2 --dist loadfile --durations=40 tests/unit tests/support tests/integration tests/bench $(PYTEST_ARGS)
+	$(BIN)/pytest -p no:cacheprovider -n 3 --dist loadfile --durations=40 $(SLOW_FIRST) tests/unit tests/support tests/integration $(PYTEST_ARGS)
 
 unit: venv collection
 	$(BIN)/pytest -p no:cacheprovider tests/unit $(PYTEST_ARGS)

@@ -3,6 +3,8 @@
 #
 #   extensions/molecule/run.sh                    # what `make molecule` runs: docker, images, every scenario
 #   extensions/molecule/run.sh test default       # docker, images, then one scenario (several allowed)
+#   extensions/molecule/run.sh images             # docker and images only (`make test` runs this
+#                                                 #   while pytest runs, then the scenarios with SKIP_IMAGES=1)
 #   extensions/molecule/run.sh converge default   # developer loop: any other molecule command, run with
 #   extensions/molecule/run.sh verify default     #   this suite's environment on one scenario
 #   extensions/molecule/run.sh login default --host codacy-default-target
@@ -127,6 +129,9 @@ case "$command" in
     done
     summary
     exit "$FAILED"
+    ;;
+  images)
+    prerequisites
     ;;
   -h|--help|help)
     sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'

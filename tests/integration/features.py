@@ -6,6 +6,8 @@ import time
 
 from psycopg2 import sql
 
+from tests.support.compare import snapshot
+
 FEATURES_SQL = r"""
 CREATE EXTENSION pg_trgm;
 CREATE EXTENSION citext;
@@ -214,3 +216,18 @@ class ArgvSampler:
     def __exit__(self, *exc):
         self._done.set()
         self._thread.join()
+
+
+def big_database(source, target, dbname):
+    create_feature_database(source, dbname)
+    add_bulk(source, dbname)
+    create_database(target, dbname)
+    return snapshot(source.params(), dbname)
+
+
+def assert_nothing_left(work_dir, dbname):
+    leftovers = [os.path.join(root, name) for root, dirs, files in os.walk(work_dir) for name in dirs + files]
+    assert leftovers == [], "left behind: %s" % leftovers
+    for program in ("pg_dump", "pg_restore", "vacuumdb"):
+        assert processes(program, "dbname=" + dbname) == [], "%s still runs" % program
+    assert holders(work_dir) == [], "processes still use the work directory"

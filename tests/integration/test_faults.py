@@ -1,10 +1,10 @@
-"""Fault injection: every failure ends in a clear message (database, server, phase), an untouched
+"""Fault injection on the servers and the network (processes killed or interrupted:
+test_faults_processes.py): every failure ends in a clear message (database, server, phase), an untouched
 source, a target that is untouched or marked unfinished, no dump directory, passfile or child
 process left behind, and a next run that finishes the job."""
 
 import os
 import re
-import signal
 import subprocess
 import time
 
@@ -12,7 +12,7 @@ import pytest
 
 from tests.integration.conftest import PASSWORD, module_args, succeeded
 from tests.integration.features import (
-    add_bulk, create_database, create_feature_database, execute, holders, marker_states, processes, processes_of_home,
+    assert_nothing_left, big_database, create_database, create_feature_database, execute, marker_states, processes,
     restoring, wait_for)
 from tests.support.compare import compare, diff, snapshot
 from tests.support.pgserver import PgServer
@@ -29,21 +29,6 @@ def own_source():
 def own_target():
     with PgServer(password=PASSWORD) as server:
         yield server
-
-
-def big_database(source, target, dbname):
-    create_feature_database(source, dbname)
-    add_bulk(source, dbname)
-    create_database(target, dbname)
-    return snapshot(source.params(), dbname)
-
-
-def assert_nothing_left(work_dir, dbname):
-    leftovers = [os.path.join(root, name) for root, dirs, files in os.walk(work_dir) for name in dirs + files]
-    assert leftovers == [], "left behind: %s" % leftovers
-    for program in ("pg_dump", "pg_restore", "vacuumdb"):
-        assert processes(program, "dbname=" + dbname) == [], "%s still runs" % program
-    assert holders(work_dir) == [], "processes still use the work directory"
 
 
 @pytest.mark.parametrize("data_path", ["stream", "directory"])
@@ -125,24 +110,6 @@ def test_target_stops_during_verification(source, own_target, dbname, run_module
     assert compare(source.params(), dbname, own_target.params(), dbname) == []
 
 
-def test_pg_restore_killed(source, target, dbname, run_module, work_dir):
-    before = big_database(source, target, dbname)
-    proc = run_module.popen(module_args(source, target, dbname, work_dir))
-    wait_for(lambda: restoring(target, dbname), what="the restore to start")
-    pids = processes("pg_restore", "dbname=" + dbname)
-    assert pids, "no pg_restore process found"
-    for pid in pids:
-        os.kill(pid, signal.SIGKILL)
-    result = run_module.result(proc)
-    assert result["failed"] and result["phase"] == "restore" and dbname in result["msg"]
-    assert_nothing_left(work_dir, dbname)
-    assert snapshot(source.params(), dbname) == before
-    assert marker_states(target, dbname) == ["in_progress"]
-    succeeded(run_module(module_args(source, target, dbname, work_dir)), "resumed")
-    assert compare(source.params(), dbname, target.params(), dbname) == []
-    succeeded(run_module(module_args(source, target, dbname, work_dir)), "unchanged")
-
-
 def test_work_dir_fills_up_during_the_dump(source, target, dbname, run_module, tmp_path):
     before = big_database(source, target, dbname)
     small = tmp_path / "small"
@@ -161,24 +128,6 @@ def test_work_dir_fills_up_during_the_dump(source, target, dbname, run_module, t
     bigger = tmp_path / "bigger"
     bigger.mkdir()
     succeeded(run_module(module_args(source, target, dbname, str(bigger))), "migrated")
-    assert compare(source.params(), dbname, target.params(), dbname) == []
-
-
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
-def test_ansible_playbook_interrupted_during_the_restore(source, target, dbname, run_module, work_dir, signum):
-    before = big_database(source, target, dbname)
-    proc = run_module.popen(module_args(source, target, dbname, work_dir))
-    wait_for(lambda: restoring(target, dbname), what="the restore to start")
-    proc.send_signal(signum)  # to ansible-playbook alone, not to its process group
-    proc.communicate(timeout=120)
-    # Its children notice within seconds that it is gone, and clean up.
-    wait_for(lambda: not processes("pg_restore", "dbname=" + dbname) and not holders(work_dir),
-             timeout=60, what="the module and pg_restore to end")
-    wait_for(lambda: not os.listdir(work_dir), timeout=30, what="the dump directory to be removed")
-    assert_nothing_left(work_dir, dbname)
-    assert snapshot(source.params(), dbname) == before
-    assert marker_states(target, dbname) == ["in_progress"]
-    succeeded(run_module(module_args(source, target, dbname, work_dir)), "resumed")
     assert compare(source.params(), dbname, target.params(), dbname) == []
 
 
@@ -204,20 +153,6 @@ def test_stalled_network_ends_at_the_time_limit(source, target, dbname, run_modu
     assert_nothing_left(work_dir, dbname)
     assert snapshot(source.params(), dbname) == before
     succeeded(run_module(module_args(source, target, dbname, work_dir)), "resumed")
-    assert compare(source.params(), dbname, target.params(), dbname) == []
-
-
-def test_second_run_on_the_same_target_is_refused(source, target, dbname, run_module, work_dir, tmp_path):
-    big_database(source, target, dbname)
-    first = run_module.popen(module_args(source, target, dbname, work_dir))
-    wait_for(lambda: restoring(target, dbname), what="the restore to start")
-    second_dir = tmp_path / "second"
-    second_dir.mkdir()
-    from tests.integration.conftest import ModuleRunner
-    second = ModuleRunner(second_dir)(module_args(source, target, dbname, work_dir))
-    assert second["failed"] and second["action"] == "refused" and second["changed"] is False
-    assert "another run is migrating into %s" % dbname in second["msg"]
-    succeeded(run_module.result(first), "migrated")
     assert compare(source.params(), dbname, target.params(), dbname) == []
 
 
@@ -254,28 +189,3 @@ def test_target_crash_after_the_copy_is_no_change(source, own_target, dbname, ru
     refused = run_module(module_args(source, own_target, dbname, work_dir))
     assert refused["failed"] and refused["action"] == "refused", refused.get("msg")
     assert "changed since this module copied it" in refused["msg"]
-
-
-def test_background_job_killed_without_a_result(source, target, tmp_path):
-    """A background migration whose every process is killed (kill -9, the OOM killer) writes no
-    result: the role's wait ends with a failure naming it, never waits forever."""
-    from tests.integration.playbook import Play
-    create_feature_database(source, "metrics")
-    add_bulk(source, "metrics")
-    play = Play(tmp_path, source, target)
-    home = tmp_path / "home"  # a HOME of its own: the processes of this run are told by it
-    home.mkdir()
-    proc = play.popen(db_migration_databases=["metrics"], env={"HOME": str(home)})
-    wait_for(lambda: restoring(target, "metrics"), timeout=300, what="the restore to start")
-    started = time.time()
-    for pid in processes_of_home(str(home), "AnsiballZ_codacy_db_migrate"):
-        os.kill(pid, signal.SIGKILL)
-    out, _err = proc.communicate(timeout=120)
-    assert time.time() - started < 60, "the wait took %d s to notice" % (time.time() - started)
-    assert proc.returncode != 0
-    assert "metrics: the background migration ended without a result (its process is gone" in out, out[-3000:]
-    wait_for(lambda: not processes("pg_restore", "port=%d" % target.port), timeout=30, what="pg_restore to end")
-    again = play(db_migration_databases=["metrics"])
-    assert again.returncode == 0, again.output
-    assert play.report_json()["databases"][0]["action"] == "resumed"
-    assert compare(source.params(), "metrics", target.params(), "metrics") == []
