@@ -21,5 +21,6 @@ One module per layer, each importing only those above it:
     contenders/     one module per contender; REGISTRY and the Lineup of an invocation
     measure.py      one timed, sampled and checked run; the rounds; medians
     report.py       the report, its tables, markdown and JSON, the RESULT line, the verdict
+    online.py       --online: the application writes during an online copy, then the cutover
     cli.py          the arguments and main(); __main__.py runs it
 """

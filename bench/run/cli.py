@@ -11,6 +11,7 @@ import tempfile
 import time
 
 from bench.run import __doc__ as PACKAGE_DOC
+from bench.run import online
 from bench.run.common import BENCH, MB, SIX, log
 from bench.run.contenders import CONTENDERS, EXTRAS, Lineup
 from bench.run.contenders.bound import prepare_bound_dumps
@@ -39,6 +40,9 @@ def parse_args(argv):
     parser.add_argument("--shape", default="codacy", choices=sorted(dataset.SHAPES),
                         help="dataset shape: codacy (six Codacy-shaped databases) or dominant (about 80%% of the "
                              "bytes in one table)")
+    parser.add_argument("--online", action="store_true",
+                        help="the online benchmark instead of the contenders: the application writes while "
+                             "db_migration_mode online copies, then the cutover; at --scale-mb and twice it")
     parser.add_argument("--generate-only", action="store_true",
                         help="only make sure the dataset of this scale exists on the (kept) source cluster")
     parser.add_argument("--setting", action="append", default=[], metavar="KEY=VALUE",
@@ -97,6 +101,8 @@ def main(argv=None):
 
     if args.generate_only:
         return generate_only(args, settings, workdir)
+    if args.online:
+        return online.main(args, settings, workdir)
     notes = []
     if not subreaper:
         notes.append("prctl(PR_SET_CHILD_SUBREAPER) failed: processes that daemonize (ansible async jobs) escape "

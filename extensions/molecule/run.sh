@@ -20,7 +20,7 @@
 #      failure; the summary lists each run with its time, and the exit status is 1 if any failed.
 #
 # Environment:
-#   CODACY_MOLECULE_SCENARIOS    scenarios of `all` (default: default managed_target refusals interrupted)
+#   CODACY_MOLECULE_SCENARIOS    scenarios of `all` (default: default managed_target refusals interrupted online)
 #   CODACY_MOLECULE_SOURCE_PGS   source majors of `default` (default: "13 15"; images pg13, pg15)
 #   CODACY_MOLECULE_HOME         ANSIBLE_HOME of the suite (default: build/molecule): molecule installs
 #                                the collection under test in <it>/collections, and the playbooks use
@@ -59,7 +59,7 @@ export ANSIBLE_COLLECTIONS_PATH="$ANSIBLE_HOME/collections"
 mkdir -p "$ANSIBLE_COLLECTIONS_PATH"
 unset MOLECULE_EPHEMERAL_DIRECTORY
 
-SCENARIOS="${CODACY_MOLECULE_SCENARIOS:-default managed_target refusals interrupted}"
+SCENARIOS="${CODACY_MOLECULE_SCENARIOS:-default managed_target refusals interrupted online}"
 SOURCE_PGS="${CODACY_MOLECULE_SOURCE_PGS:-13 15}"
 
 prerequisites() {

@@ -181,6 +181,16 @@ def _xid_snapshot(cur):
     return {"next": int(xmax), "running": [int(x) for x in running.split(",") if x]}
 
 
+def horizon(conn):
+    """The part of a fingerprint that proven_unwritten compares, cheap to read: the transaction ids
+    and the statistics' resets."""
+    with conn.cursor() as cur:
+        xids = _xid_snapshot(cur)
+        cur.execute(STATISTICS_SQL)
+        cluster_reset, database_reset = cur.fetchone()
+    return {"xids": xids, "statistics": {"cluster_reset": cluster_reset, "database_reset": database_reset}}
+
+
 def read(conn, skip_schema, ignore=None):
     """The fingerprint of the database `conn` is connected to, as a JSON-able dict; `skip_schema`
     (the marker's) is left out of the counters and sequences. `ignore` leaves catalog columns out

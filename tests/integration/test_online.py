@@ -138,7 +138,9 @@ def test_online_copy_follow_and_cutover(logical_source, subscriber, dbname, run_
                                                verify="checksums"), verbosity=3), "cut_over")
     assert cutover["changed"] and cutover["state"] == "cut_over" and cutover["verified"]["equal"]
     assert 0 < cutover["downtime"] < 60, cutover["phases"]
-    print("cutover downtime %.2f s, phases %s" % (cutover["downtime"], cutover["phases"]))
+    assert re.match(r"cut over with [\d.]+ s of downtime: the target applied every change of the source \(proven by "
+                    r"(the source's transaction ids|reading the slot)\)", cutover["reasons"][0]), cutover["reasons"]
+    print("cutover downtime %.2f s, phases %s, %s" % (cutover["downtime"], cutover["phases"], cutover["reasons"]))
     assert SENTINEL not in cutover["_stdout"] + cutover["_stderr"]
     assert_equal(source, target, dbname, writer)
     assert replication_objects(source, target, dbname) == []
@@ -151,6 +153,32 @@ def test_online_copy_follow_and_cutover(logical_source, subscriber, dbname, run_
     again = succeeded(run_module(module_args(source, target, dbname, work_dir)), "unchanged")
     assert not again["changed"]
     assert succeeded(run_module(online_args(source, target, dbname, work_dir, mode="cutover")), "unchanged")
+
+
+def test_cutover_while_another_database_is_written(logical_source, subscriber, dbname, run_module, work_dir):
+    """Transactions in another database of the source server during the cutover: the cheap proof
+    that nothing is pending (no transaction took an id since the catch-up began) cannot hold, so the
+    cutover reads the slot, which holds no change of this database: it cuts over, nothing lost."""
+    source, target = logical_source, subscriber
+    writer = application_database(source, target, dbname, bulk_rows=20000)
+    writer.start()
+    try:
+        succeeded(run_module(online_args(source, target, dbname, work_dir)), "migrated")
+    finally:
+        writer.stop()
+    neighbour_db = dbname + "_neighbour"
+    execute(source, "postgres", 'CREATE DATABASE "%s"' % neighbour_db)
+    neighbour = Writer(source.params(dbname=neighbour_db), rate=50)
+    neighbour.setup()
+    neighbour.start()
+    try:
+        cutover = succeeded(run_module(online_args(source, target, dbname, work_dir, mode="cutover")), "cut_over")
+    finally:
+        neighbour.stop()
+    assert neighbour.errors == [] and neighbour.committed
+    assert "(proven by reading the slot)" in cutover["reasons"][0], cutover["reasons"]
+    assert_equal(source, target, dbname, writer)
+    assert replication_objects(source, target, dbname) == []
 
 
 def test_thirteen_to_seventeen(run_module, work_dir):

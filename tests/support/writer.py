@@ -19,8 +19,20 @@ twice (a change applied twice would even stop the subscription on the duplicate 
 
 `rate` is transactions per second over all threads (None: as fast as it goes). The writer's
 sessions use application_name `codacy-writer`; they count as application sessions.
+
+From a shell (the Molecule scenario `online`), with the endpoint as a conninfo string without a
+password (that comes from SOURCE_PGPASSWORD / TARGET_PGPASSWORD, as for tests.support.compare):
+
+    python -m tests.support.writer setup --source "host=... port=... user=..." --dbname analysis
+    python -m tests.support.writer run --source ... --dbname analysis --state-dir DIR
+        # writes until DIR/stop exists, then saves what it committed to DIR/writer.json
+    python -m tests.support.writer check --source ... --target ... --dbname analysis --state-dir DIR
+        # exit 0: the target's ledger is the source's and holds every committed transaction
 """
 
+import argparse
+import json
+import os
 import random
 import threading
 import time
@@ -182,3 +194,63 @@ class Writer:
             problems.append("%d transactions on the target are not on the source (e.g. %s)"
                             % (len(extra), sorted(extra)[:5]))
         return problems
+
+
+# --------------------------------------------------------------------------------------------
+# CLI
+# --------------------------------------------------------------------------------------------
+def main(argv=None):
+    from tests.support.compare import _endpoint  # one rule for passwords: never in argv
+
+    parser = argparse.ArgumentParser(prog="python -m tests.support.writer", description=__doc__.split("\n\n", maxsplit=1)[0])
+    parser.add_argument("command", choices=["setup", "run", "check"])
+    parser.add_argument("--source", required=True, help="conninfo of the source server (no password)")
+    parser.add_argument("--target", help="conninfo of the target server (check)")
+    parser.add_argument("--dbname", required=True)
+    parser.add_argument("--state-dir", help="where run watches for `stop` and writes writer.json")
+    parser.add_argument("--rate", type=float, default=200, help="transactions per second (run)")
+    args = parser.parse_args(argv)
+    source = dict(_endpoint(args.source, "SOURCE_PGPASSWORD", "--source"), dbname=args.dbname)
+    writer = Writer(source, rate=args.rate)
+    if args.command == "setup":
+        with psycopg2.connect(**source) as conn, conn.cursor() as cur:
+            cur.execute("SELECT to_regclass('writer_ledger') IS NOT NULL")
+            if cur.fetchone()[0]:
+                print("the writer's tables exist")
+                return 0
+        writer.setup()
+        print("created the writer's tables")
+        return 0
+    state = os.path.join(args.state_dir, "writer.json")
+    if args.command == "run":
+        started = time.time()
+        writer.start()
+        while not os.path.exists(os.path.join(args.state_dir, "stop")):
+            time.sleep(0.2)
+        writer.stop()
+        stopped = time.time()
+        with open(state, "w") as out:
+            json.dump(dict(committed=sorted(writer.committed), in_doubt=sorted(writer.in_doubt),
+                           errors=writer.errors[:20], seconds=round(stopped - started, 1),
+                           throughput=round(writer.throughput(started, stopped), 1)), out)
+        print("committed %d transactions in %.0f s" % (len(writer.committed), stopped - started))
+        return 0
+    with open(state) as saved:
+        ran = json.load(saved)
+    writer.committed, writer.in_doubt = set(ran["committed"]), set(ran["in_doubt"])
+    target = dict(_endpoint(args.target, "TARGET_PGPASSWORD", "--target"), dbname=args.dbname)
+    with psycopg2.connect(**source) as source_conn, psycopg2.connect(**target) as target_conn:
+        problems = writer.check(source_conn, target_conn)
+    if not ran["committed"]:
+        problems.append("the writer committed nothing")
+    for problem in problems + ["the writer's error: " + error for error in ran["errors"]]:
+        print(problem)
+    if not problems and not ran["errors"]:
+        print("%d committed transactions (%.0f/s over %.0f s), each on the target once"
+              % (len(ran["committed"]), ran["throughput"], ran["seconds"]))
+        return 0
+    return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
