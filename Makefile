@@ -74,8 +74,9 @@ test: system venv collection
 
 # Three test files at a time (most tests wait on servers and clients), the slowest files first so
 # that none of them starts last; pytest collects each file once.
-SLOW_FIRST := $(addprefix tests/integration/,test_faults.py test_faults_processes.py test_online.py \
-	test_gold_standard.py test_interrupt.py test_role.py test_secrets.py test_fleet.py) tests/bench
+SLOW_FIRST := $(addprefix tests/integration/,test_faults.py test_online.py test_faults_processes.py \
+	test_role.py test_interrupt.py test_gold_standard.py) tests/bench $(addprefix tests/integration/,test_secrets.py \
+	test_fleet.py)
 pytest: system venv collection
 	$(BIN)/pytest -p no:cacheprovider -n 3 --dist loadfile --durations=40 $(SLOW_FIRST) tests/unit tests/support tests/integration $(PYTEST_ARGS)
 

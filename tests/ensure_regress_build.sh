@@ -11,18 +11,26 @@ has_deb_src() {
     /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources
 }
 
+# The deb-src lines are not enough: apt must have fetched their indexes (a machine whose
+# /var/lib/apt/lists was emptied, as container images do, has the lines and no index).
+has_source_indexes() {
+  compgen -G '/var/lib/apt/lists/*_Sources*' >/dev/null
+}
+
 missing=()
 for tool in gcc make dpkg-source; do
   command -v "$tool" >/dev/null 2>&1 || { missing=(build-essential); break; }
 done
 has_deb_src || need_src=1
+has_source_indexes || need_update=1
 
-if [ ${#missing[@]} -eq 0 ] && [ -z "${need_src:-}" ]; then
+if [ ${#missing[@]} -eq 0 ] && [ -z "${need_src:-}" ] && [ -z "${need_update:-}" ]; then
   exit 0
 fi
 if [ "$(id -u)" -ne 0 ]; then
   [ ${#missing[@]} -eq 0 ] || echo "ERROR: building the regression database needs: ${missing[*]} (sudo apt-get install -y ${missing[*]})" >&2
   [ -z "${need_src:-}" ] || echo "ERROR: apt has no deb-src lines, so 'apt-get source postgresql-<major>' cannot work: add deb-src entries for your Debian suites and run apt-get update" >&2
+  [ -n "${need_src:-}" ] || [ -z "${need_update:-}" ] || echo "ERROR: apt has deb-src lines but no source package indexes: run sudo apt-get update" >&2
   exit 1
 fi
 export DEBIAN_FRONTEND=noninteractive

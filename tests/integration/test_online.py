@@ -308,19 +308,37 @@ def test_abort_leaves_no_replication_and_the_source_as_before(logical_source, su
     assert compare(source.params(), dbname, target.params(), dbname) == []
 
 
-def module_pids():
-    """pids of the Python processes running codacy_db_migrate for ansible-playbook."""
-    found = []
+def module_pids(playbook):
+    """pids of the Python processes running codacy_db_migrate for the ansible-playbook process
+    `playbook` (its descendants only: other tests run modules side by side)."""
+    parents, commands = {}, {}
     for pid in os.listdir("/proc"):
         if pid.isdigit():
             try:
+                with open("/proc/%s/stat" % pid) as handle:
+                    parents[int(pid)] = int(handle.read().rsplit(")", 1)[1].split()[1])
                 with open("/proc/%s/cmdline" % pid, "rb") as handle:
-                    argv = handle.read().split(b"\0")
-            except OSError:
+                    commands[int(pid)] = handle.read().split(b"\0")
+            except (OSError, IndexError, ValueError):
                 continue
-            if b"python" in argv[0] and any(b"AnsiballZ_codacy_db_migrate" in arg for arg in argv):
-                found.append(int(pid))
-    return found
+
+    def descends(pid):
+        while pid > 1:
+            pid = parents.get(pid, 0)
+            if pid == playbook.pid:
+                return True
+        return False
+
+    return [pid for pid, argv in commands.items() if b"python" in argv[0] and pid in parents and descends(pid)
+            and any(b"AnsiballZ_codacy_db_migrate" in arg for arg in argv)]
+
+
+def alive(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 def copying(target, dbname):
@@ -340,14 +358,16 @@ def test_interrupted_online_copy_resumes(logical_source, subscriber, dbname, run
         proc = run_module.popen(online_args(source, target, dbname, work_dir))
         wait_for(lambda: copying(target, dbname), what="the copy to start")
         assert len(execute(source, "postgres", "SELECT 1 FROM pg_replication_slots")) == 1
+        modules = module_pids(proc)
+        assert modules, "the module's process was not found"
         if signum == signal.SIGTERM:
             proc.send_signal(signum)
         else:
-            for pid in module_pids():
+            for pid in modules:
                 os.kill(pid, signum)
         proc.communicate(timeout=120)
-        wait_for(lambda: not module_pids() and not processes("pg_restore", "dbname=" + dbname), timeout=60,
-                 what="the module and pg_restore to end")
+        wait_for(lambda: not any(alive(pid) for pid in modules) and not processes("pg_restore", "dbname=" + dbname),
+                 timeout=60, what="the module and pg_restore to end")
         slots = execute(source, "postgres", "SELECT slot_name, active FROM pg_replication_slots")
         if signum == signal.SIGTERM:
             wait_for(lambda: replication_objects(source, target, dbname) == [], timeout=30,
