@@ -112,3 +112,33 @@ options:
 requirements:
   - psycopg2 (C(psycopg2-binary)) on the host that runs the module.
 """
+
+    # How the target server reaches the source in online migration (codacy_db_migrate, codacy_db_preflight).
+    SOURCE_FROM_TARGET = r"""
+options:
+  source_from_target:
+    description:
+      - With O(mode=online), how the target server reaches the source, since the target pulls the changes (for
+        example the source's address on the cluster network, when the migration host reaches it through a port
+        forward). Each key defaults to the O(source) option's.
+      - M(codacy.selfhosted.codacy_db_preflight) proves that the target reaches the source with a subscription that
+        connects and is rolled back.
+      - The subscription's connection string, stored on the target in C(pg_subscription.subconninfo) (readable by
+        superusers only) until the cutover or abort removes it, holds the source password. The statement that
+        creates it runs with statement logging turned off where the target user may do so.
+    type: dict
+    suboptions:
+      host:
+        description: Host name or address of the source, as seen from the target server.
+        type: str
+      port:
+        description: Port of the source, as seen from the target server.
+        type: int
+      sslmode:
+        description: libpq C(sslmode) of the target server's connection to the source.
+        type: str
+        choices: [disable, allow, prefer, require, verify-ca, verify-full]
+      sslrootcert:
+        description: CA bundle for that connection, a path on the B(target server).
+        type: str
+"""

@@ -44,6 +44,7 @@ author:
   - Codacy Self-hosted team (@codacy)
 extends_documentation_fragment:
   - codacy.selfhosted.endpoints
+  - codacy.selfhosted.endpoints.source_from_target
 options:
   database:
     description:
@@ -197,29 +198,6 @@ options:
     type: str
     choices: [offline, online, cutover, abort]
     default: offline
-  source_from_target:
-    description:
-      - With O(mode=online), how the target server reaches the source, since the target pulls the changes (for
-        example the source's address on the cluster network, when this module reaches it through a port
-        forward). Each key defaults to the O(source) option's.
-      - The subscription's connection string, stored on the target in C(pg_subscription.subconninfo) (readable by
-        superusers only) until the cutover or abort removes it, holds the source password. The statement that
-        creates it runs with statement logging turned off where the target user may do so.
-    type: dict
-    suboptions:
-      host:
-        description: Host name or address of the source, as seen from the target server.
-        type: str
-      port:
-        description: Port of the source, as seen from the target server.
-        type: int
-      sslmode:
-        description: libpq C(sslmode) of the target server's connection to the source.
-        type: str
-        choices: [disable, allow, prefer, require, verify-ca, verify-full]
-      sslrootcert:
-        description: CA bundle for that connection, a path on the B(target server).
-        type: str
   progress_file:
     description:
       - A file that the module keeps rewriting with its phase and how far it is (JSON), for a

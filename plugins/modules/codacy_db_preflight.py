@@ -40,6 +40,7 @@ author:
   - Codacy Self-hosted team (@codacy)
 extends_documentation_fragment:
   - codacy.selfhosted.endpoints
+  - codacy.selfhosted.endpoints.source_from_target
 options:
   databases:
     description:
@@ -123,25 +124,6 @@ options:
     type: str
     choices: [offline, online, cutover, abort]
     default: offline
-  source_from_target:
-    description:
-      - How the target server reaches the source (see M(codacy.selfhosted.codacy_db_migrate)); with
-        O(mode=online) a subscription that connects and is rolled back proves that it does.
-    type: dict
-    suboptions:
-      host:
-        description: Host name or address of the source, as seen from the target server.
-        type: str
-      port:
-        description: Port of the source, as seen from the target server.
-        type: int
-      sslmode:
-        description: libpq C(sslmode) of the target server's connection to the source.
-        type: str
-        choices: [disable, allow, prefer, require, verify-ca, verify-full]
-      sslrootcert:
-        description: CA bundle for that connection, a path on the target server.
-        type: str
   max_slot_lag:
     description:
       - Warn when a replication slot of this collection retains more than this many bytes of WAL on the source
