@@ -91,8 +91,12 @@ mmdebstrap_options() {
         '--dpkgopt=path-exclude=/usr/lib/postgresql/*/lib/bitcode/*' \
         '--dpkgopt=path-exclude=/usr/lib/*/libLLVM*' \
         '--dpkgopt=path-exclude=/usr/lib/*/libz3.so*' \
-        '--customize-hook=rm -rf "$1"/var/cache/apt/*.bin "$1"/var/cache/apt/archives/*.deb "$1"/var/lib/apt/lists/* "$1"/var/log/apt/* "$1"/var/log/dpkg.log "$1"/tmp/* "$1"/var/tmp/*'
+        '--customize-hook=rm -rf "$1"/var/log/apt/* "$1"/var/log/dpkg.log "$1"/var/tmp/*'
     # Notes:
+    # - mmdebstrap itself removes the package lists, the apt cache and /tmp after the hooks. The
+    #   hook must not: its cleanup runs apt-get with the apt.conf it keeps in the chroot's /tmp, and
+    #   without that file apt-get ran against the HOST and emptied its /var/lib/apt/lists (which
+    #   broke `apt-get source` for the regression database, built while the images build).
     # - force-unsafe-io: no fsync per unpacked file (the tree is tarred afterwards).
     # - docs/man/info/translations: not needed in throw-away test containers
     #   (English server messages are also what tests match on).
