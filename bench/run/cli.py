@@ -43,6 +43,8 @@ def parse_args(argv):
     parser.add_argument("--online", action="store_true",
                         help="the online benchmark instead of the contenders: the application writes while "
                              "db_migration_mode online copies, then the cutover; at --scale-mb and twice it")
+    parser.add_argument("--online-rate", type=float, default=None, metavar="TPS",
+                        help="with --online: the application's transactions per second (default: as fast as it goes)")
     parser.add_argument("--generate-only", action="store_true",
                         help="only make sure the dataset of this scale exists on the (kept) source cluster")
     parser.add_argument("--setting", action="append", default=[], metavar="KEY=VALUE",

@@ -120,7 +120,7 @@ def one_scale(args, settings, workdir, scale):
         ctx.sizes = dict(sizes)
         for db in ONLINE_DATABASES:
             target.execute('CREATE DATABASE "%s"' % db)
-        writer = Writer(source.params(dbname=WRITER_DATABASE), rate=None)
+        writer = Writer(source.params(dbname=WRITER_DATABASE), rate=args.online_rate)
         writer.setup()
         result = {"scale_mb": scale, "databases": ONLINE_DATABASES,
                   "database_mb": round(sum(sizes[db] for db in ONLINE_DATABASES) / MB)}
@@ -212,7 +212,7 @@ def markdown(report):
 NOTES = [
     "The application is tests/support/writer.py in `analysis`: two threads of INSERT/UPDATE/DELETE/INSERT with a "
     "sequence, and a third that TRUNCATEs a small table twice a second, each transaction recorded in a ledger; "
-    "as fast as it goes (no rate limit), so its throughput shows what the copy costs it.",
+    "as fast as it goes unless --online-rate limits it, so its throughput shows what the copy costs it.",
     "filestore is left out: this dataset gives it a large object, which logical replication does not carry "
     "(online mode refuses such a database; migrate it offline in the window).",
     "Each scale runs on a copy of the kept source cluster (the application writes to it), with wal_level=logical.",
@@ -224,7 +224,8 @@ NOTES = [
 def main(args, settings, workdir):
     started_at = datetime.datetime.now()
     scales = [args.scale_mb] if args.smoke else [args.scale_mb, args.scale_mb * 2]
-    command = "python -m bench.run --online " + ("--smoke" if args.smoke else "--scale-mb %s" % args.scale_mb)
+    command = "python -m bench.run --online " + ("--smoke" if args.smoke else "--scale-mb %s" % args.scale_mb) + (
+        " --online-rate %s" % args.online_rate if args.online_rate else "")
     report = {"started": started_at.strftime("%Y-%m-%d %H:%M:%S"), "command": command,
               "machine": machine_description(args.data_dir), "notes": NOTES, "scales": []}
     try:
@@ -233,7 +234,8 @@ def main(args, settings, workdir):
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     os.makedirs(args.results_dir, exist_ok=True)
-    base = os.path.join(args.results_dir, started_at.strftime("%Y-%m-%d-%H%M%S") + "-online")
+    base = os.path.join(args.results_dir, started_at.strftime("%Y-%m-%d-%H%M%S") + "-online" + (
+        "-%gtps" % args.online_rate if args.online_rate else ""))
     with open(base + ".md", "w") as handle:
         handle.write(markdown(report))
     with open(base + ".json", "w") as handle:
