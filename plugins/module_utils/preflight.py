@@ -13,7 +13,7 @@ import re
 import socket
 
 from ansible_collections.codacy.selfhosted.plugins.module_utils import (
-    catalog, fingerprint, marker, online, parallel, pgtools, replication)
+    catalog, fingerprint, online, parallel, pgtools, records, replication)
 from ansible_collections.codacy.selfhosted.plugins.module_utils.connection import ConnectionProblem, Endpoint
 from ansible_collections.codacy.selfhosted.plugins.module_utils.migration import Failure
 from ansible_collections.codacy.selfhosted.plugins.module_utils.units import human_bytes
@@ -301,7 +301,7 @@ class Preflight:
             if conn is None:
                 continue
             try:
-                found += replication.source_database_problems(conn, entry["name"], marker.SCHEMA)
+                found += replication.source_database_problems(conn, entry["name"], records.SCHEMA)
             finally:
                 conn.close()
             problem = replication.reach_problem(tgt, self.target, self.source, reach, entry["name"],
