@@ -674,7 +674,7 @@ class Migration:
 
     def finish(self, run_id):
         records.complete(self.tgt, run_id, self.target_fingerprint(),
-                        {"phases": self.phases, "dump_bytes": self.result["dump_bytes"], "verified": self.result["verified"]})
+                         {"phases": self.phases, "dump_bytes": self.result["dump_bytes"], "verified": self.result["verified"]})
 
     def target_fingerprint(self):
         """The target's fingerprint that a later run compares it with, with the verified row counts."""

@@ -79,8 +79,8 @@ def sessions_finding(database, sessions, mode, allow_active_sessions, allow_opti
     """What other sessions on a source database mean for this run: ("problem" | "warning", message).
     An online copy runs beside the application; an offline copy of a database still written to
     would miss what is written after the dump."""
-    message = "%d other sessions are connected to %s on the source: %s" % (len(sessions), database,
-                                                                            "; ".join(sessions[:5]))
+    message = "%d other sessions are connected to %s on the source: %s" % (
+        len(sessions), database, "; ".join(sessions[:5]))
     if mode in ("online", "abort"):
         return "warning", message + " (the application may run during an online copy)"
     if allow_active_sessions:

@@ -66,8 +66,8 @@ class FakeModule:
     check_mode = False
 
     def __init__(self, **params):
-        self.params = dict(source={"host": "src", "port": 5432, "user": "u"}, target={"host": "tgt", "port": 5432,
-                                                                                   "user": "u"},
+        self.params = dict(source={"host": "src", "port": 5432, "user": "u"},
+                           target={"host": "tgt", "port": 5432, "user": "u"},
                            connect_timeout=10, names_prefix="", concurrency=3, data_path="directory", mode="offline",
                            allow_active_sessions=False)
         self.params.update(params)
