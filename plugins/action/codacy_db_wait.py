@@ -21,7 +21,6 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import os
-import posixpath
 import shlex
 import signal
 import time
@@ -31,6 +30,7 @@ from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
 
 from ansible_collections.codacy.selfhosted.plugins.module_utils import progress
+from ansible_collections.codacy.selfhosted.plugins.module_utils.rundir import RunDir
 from ansible_collections.codacy.selfhosted.plugins.module_utils.units import human_bytes
 
 display = Display()
@@ -214,7 +214,7 @@ class ActionModule(ActionBase):
     # -- starting ----------------------------------------------------------------------------------
     def _start(self, args):
         """Start a background migration for every entry of `start`, in order (largest first)."""
-        run_dir = progress.RunDir(args["run_dir"])
+        run_dir = RunDir(args["run_dir"])
         migrate = dict((k, v) for k, v in (args.get("migrate") or {}).items() if v is not None)
         slots = int(args.get("slots", 1))
         heartbeat_timeout = max(60, self.interval * 6)
@@ -328,7 +328,7 @@ class ActionModule(ActionBase):
         if stopping:
             phases = dict((job["name"], (self.states.get(job["name"]) or {}).get("phase") or "starting")
                           for job in stopping)
-            run_dirs = sorted(set(posixpath.dirname(job["progress_file"]) for job in stopping
+            run_dirs = sorted(set(RunDir.of_progress_file(job["progress_file"]).path for job in stopping
                                   if job.get("progress_file")))
             interrupted = time.time()
             self._signal(run_dirs, [(self.states.get(job["name"]) or {}).get("pid") for job in stopping])
@@ -355,7 +355,7 @@ class ActionModule(ActionBase):
     def _signal(self, run_dirs, pids):
         """At once, with one shell command (no module to transfer): remove the heartbeat and send
         SIGTERM to the migrations whose process ids the last look saw (if they still run one)."""
-        command = "rm -f %s" % " ".join(shlex.quote(posixpath.join(path, "heartbeat")) for path in run_dirs)
+        command = "rm -f %s" % " ".join(shlex.quote(RunDir(path).heartbeat) for path in run_dirs)
         for pid in sorted(set(int(pid) for pid in pids if pid)):
             command += "; grep -qs codacy_db_migrate /proc/%d/cmdline && kill -TERM %d" % (pid, pid)
         try:

@@ -14,6 +14,7 @@ __metaclass__ = type
 import time
 
 from ansible_collections.codacy.selfhosted.plugins.module_utils.connection import endpoint_problems
+from ansible_collections.codacy.selfhosted.plugins.module_utils.rundir import RunDir
 from ansible_collections.codacy.selfhosted.plugins.module_utils.units import human_bytes
 
 COPYING_ACTIONS = ("migrated", "refreshed", "resumed")
@@ -21,7 +22,7 @@ COPYING_ACTIONS = ("migrated", "refreshed", "resumed")
 
 def migration_jobs(plan, run_dir):
     """The plan's entries with the progress file each background migration writes."""
-    return [dict(entry, progress_file="%s/progress-%s.json" % (run_dir, entry["position"])) for entry in plan]
+    return [dict(entry, progress_file=RunDir(run_dir).progress_file(int(entry["position"]))) for entry in plan]
 
 
 def migration_variable_problems(variables):

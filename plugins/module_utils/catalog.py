@@ -69,7 +69,7 @@ WITH ext AS (SELECT classid, objid FROM pg_depend WHERE deptype = 'e'),
 )
 SELECT kind, name, drop_sql, early FROM obj
  WHERE oid >= %(first)s AND (catalog, oid) NOT IN (SELECT classid, objid FROM ext)
-   -- What runs a function of our marker schema goes with it (DROP SCHEMA ... CASCADE), like the schema.
+   -- What runs a function of our records schema goes with it (DROP SCHEMA ... CASCADE), like the schema.
    AND NOT EXISTS (SELECT 1 FROM pg_depend d JOIN pg_proc p ON p.oid = d.refobjid
                     WHERE d.classid = obj.catalog AND d.objid = obj.oid AND d.refclassid = 'pg_proc'::regclass
                       AND p.pronamespace = (SELECT oid FROM pg_namespace WHERE nspname = %(skip)s))
@@ -217,7 +217,7 @@ def database_info(conn):
 
 
 def content(conn, skip_schema):
-    """[(kind, name)] of what the database holds outside our marker schema."""
+    """[(kind, name)] of what the database holds outside our records schema."""
     args = {"first": FIRST_NORMAL_OID, "skip": skip_schema}
     return sorted(fetchall(conn, CONTENT_SQL, args) + [row[:2] for row in fetchall(conn, DATABASE_WIDE_SQL, args)])
 
@@ -302,7 +302,7 @@ PUBLIC_DEFAULTS = {"f": "EXECUTE", "T": "USAGE"}
 def clear(conn, skip_schema):
     """Remove every object from a target database we own (everything a restore created: schemas,
     extensions, large objects, and the objects outside schemas such as publications, event
-    triggers, subscriptions, foreign servers, casts), keeping our marker schema and an empty
+    triggers, subscriptions, foreign servers, casts), keeping our records schema and an empty
     `public` with its previous owner, privileges and comment. One transaction."""
     conn.autocommit = False
     try:

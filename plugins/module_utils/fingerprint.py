@@ -193,7 +193,7 @@ def horizon(conn):
 
 def read(conn, skip_schema, ignore=None):
     """The fingerprint of the database `conn` is connected to, as a JSON-able dict; `skip_schema`
-    (the marker's) is left out of the counters and sequences. `ignore` leaves catalog columns out
+    (the migration records') is left out of the counters and sequences. `ignore` leaves catalog columns out
     of the definitions (see _catalogs_sql): such a fingerprint only compares with one read alike."""
     args = {"skip": skip_schema}
     catalogs_sql = _catalogs_sql(conn, ignore)

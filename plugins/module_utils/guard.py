@@ -10,27 +10,20 @@ waits for it any more, and it never leaves pg_dump or pg_restore behind.
   heartbeat file is stale), or when the run's time limit has passed. It first signals the main
   thread; if that is stuck (a query on a stalled network), it stops the children, runs the
   abort callback (remove the dump, print the failure) and exits the process.
-- Children run in their own process group, registered here, and get SIGKILL if we die.
-- Its private directory (dump, passfile) is claimed with a lock the kernel releases if it is
-  killed before its cleanup (kill -9, the OOM killer): the next run removes such a directory.
+- On the way out, and before the watchdog exits the process, it stops the run's client programs
+  (children.py).
 """
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import ctypes
-import fcntl
-import glob
 import os
-import shutil
 import signal
-import subprocess
 import threading
 import time
 
-PRIVATE_PREFIX = "codacy_db_migrate-"
-CLAIM = ".claimed"
+from ansible_collections.codacy.selfhosted.plugins.module_utils.children import Children
 
 
 class Interrupted(BaseException):
@@ -39,19 +32,6 @@ class Interrupted(BaseException):
     def __init__(self, reason):
         super(Interrupted, self).__init__(reason)
         self.reason = reason
-
-
-try:
-    _PRCTL = ctypes.CDLL("libc.so.6", use_errno=True).prctl  # loaded here, so the child only calls it
-except (OSError, AttributeError):
-    _PRCTL = None
-
-
-def _die_with_parent():
-    # Runs in the child between fork and exec (so it only makes one system call): SIGKILL for
-    # the child if the module process dies, however it dies.
-    if _PRCTL is not None:
-        _PRCTL(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 def _start_time(pid):
@@ -77,36 +57,6 @@ def _ancestors(levels=2):
     return found
 
 
-def _group_alive(pgid):
-    try:
-        os.killpg(pgid, 0)
-        return True
-    except OSError:
-        return False
-
-
-def stop_group(proc, grace=5.0):
-    """End a child's whole process group (pg_dump/pg_restore workers too, which can outlive their
-    leader when it dies first), politely then firmly."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        if not _group_alive(proc.pid):
-            break
-        try:
-            os.killpg(proc.pid, sig)
-        except OSError:
-            break
-        deadline = time.time() + grace
-        while time.time() < deadline and _group_alive(proc.pid):
-            if proc.poll() is None:
-                try:
-                    proc.wait(0.1)
-                except subprocess.TimeoutExpired:
-                    pass
-            else:
-                time.sleep(0.1)  # workers are not our children: wait for init to reap them
-    proc.poll()
-
-
 class Guard:
     """Context manager around the part of a run that writes; see the module docstring."""
 
@@ -120,7 +70,7 @@ class Guard:
         self.heartbeat_timeout = heartbeat_timeout
         self.on_abort = on_abort
         self.grace = grace
-        self.children = set()
+        self.children = Children()
         self.reason = None
         self._raised = False
         self._stop = threading.Event()
@@ -145,8 +95,7 @@ class Guard:
 
     def __exit__(self, *exc):
         self._stop.set()
-        for proc in list(self.children):
-            stop_group(proc)
+        self.children.stop_all()
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
         return False
@@ -184,75 +133,7 @@ class Guard:
             if self._stop.wait(self.grace):
                 return
             # The main thread did not get to its cleanup (blocked on a stalled connection): do it here.
-            for proc in list(self.children):
-                stop_group(proc, grace=2.0)
+            self.children.stop_all(grace=2.0)
             if self.on_abort is not None:
                 self.on_abort(reason)
             os._exit(1)
-
-    # -- children --------------------------------------------------------------------------------
-    def run(self, argv, env, log_path, on_poll=None):
-        """Run a client program with its output in log_path; return (returncode, seconds)."""
-        returncodes, seconds = self.run_pipeline([(argv, log_path)], env, on_poll)
-        return returncodes[0], seconds
-
-    def run_pipeline(self, commands, env, on_poll=None):
-        """Run [(argv, log_path), ...] connected stdout to stdin, like a shell pipeline;
-        return ([returncode, ...], seconds). Each program's stderr goes to its log."""
-        started = time.time()
-        procs, upstream = [], subprocess.DEVNULL
-        try:
-            for index, (argv, log_path) in enumerate(commands):
-                last = index == len(commands) - 1
-                with open(log_path, "ab") as log:
-                    # A session (and process group) of its own: the whole group, workers included, is
-                    # stopped at once, and a terminal's Ctrl-C reaches us first, so we clean up in order.
-                    proc = subprocess.Popen(argv, env=env, stdin=upstream, stdout=log if last else subprocess.PIPE,
-                                            stderr=log, start_new_session=True, close_fds=True,
-                                            preexec_fn=_die_with_parent)  # noqa: PLW1509 (one system call, no locks)
-                if upstream is not subprocess.DEVNULL:
-                    upstream.close()  # only the next program reads it now
-                upstream = proc.stdout
-                procs.append(proc)
-                self.children.add(proc)
-            running = [proc for proc in procs if proc.poll() is None]
-            while running:
-                try:  # wakes up as soon as a program ends, or every half second for progress
-                    running[0].wait(0.5)
-                except subprocess.TimeoutExpired:
-                    pass
-                if on_poll is not None:
-                    on_poll()
-                running = [proc for proc in procs if proc.poll() is None]
-        finally:
-            for proc in procs:
-                stop_group(proc)
-                self.children.discard(proc)
-        return [proc.returncode for proc in procs], time.time() - started
-
-
-def claim(directory):
-    """Hold a private directory for as long as this process lives; returns the handle to keep. The
-    claim appears already locked (renamed into place), so it is never seen unheld while alive."""
-    unnamed = os.path.join(directory, "%s.%d" % (CLAIM, os.getpid()))
-    handle = open(unnamed, "w")
-    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    os.rename(unnamed, os.path.join(directory, CLAIM))
-    return handle
-
-
-def remove_abandoned(work_dir):
-    """Remove the private directories in `work_dir` of migrations killed before their cleanup: their
-    claim is still there but nobody holds it. (A kept dump has no claim left; a live run holds its
-    own.) Returns the directories removed."""
-    removed = []
-    for path in glob.glob(os.path.join(work_dir, PRIVATE_PREFIX + "*")):
-        claimed = os.path.join(path, CLAIM)
-        try:
-            with open(claimed) as handle:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                shutil.rmtree(path, ignore_errors=True)
-                removed.append(path)
-        except OSError:
-            continue  # no claim (a kept dump), or its process still holds it
-    return removed

@@ -24,7 +24,7 @@ import tempfile
 import time
 
 from ansible_collections.codacy.selfhosted.plugins.module_utils import (
-    catalog, dbprops, fingerprint, guard, marker, pgtools, progress, verify)
+    catalog, dbprops, fingerprint, guard, pgtools, privatedir, progress, records, rundir, verify)
 from ansible_collections.codacy.selfhosted.plugins.module_utils.connection import (
     ConnectionProblem, Endpoint, child_environment, endpoint_problems, write_passfile)
 from ansible_collections.codacy.selfhosted.plugins.module_utils.progress import dir_size
@@ -126,7 +126,7 @@ COPYING_ACTIONS = ("migrated", "refreshed", "resumed")
 def decide(content, record, source_identity, source, target, force, prove_target_unwritten):
     """The outcome table: return (action, reasons), action being `refused` when nothing may be written.
 
-    content: what the target holds outside the marker schema; record: the marker's last run or None;
+    content: what the target holds outside the records schema; record: the latest migration record or None;
     source, target: Looks taken now (target.fingerprint is None without a record);
     prove_target_unwritten(): (written, unprovable) from the target's rows, for when its counters
     cannot tell; called only before replacing a copy, since it reads the whole target."""
@@ -152,12 +152,12 @@ def _decide(content, record, source_identity, source, target, force, prove_targe
         return "refused", ["the target database holds data this module did not put there (%s); nothing was "
                            "written. Point target_database at an empty database, or set force: true to "
                            "replace that content" % described]
-    if record["state"] == marker.FOLLOWING:
+    if record["state"] == records.FOLLOWING:
         # Writing there would race with the subscription's apply worker, whatever force says.
         return "refused", ["the target database follows the source by logical replication (an online migration "
                            "started at %s): finish it with mode: cutover, or remove the replication with mode: abort. "
                            "Nothing was written" % record["started_at"]]
-    if record["state"] not in marker.COMPLETED:
+    if record["state"] not in records.COMPLETED:
         return "resumed", ["the copy started at %s did not finish" % record["started_at"]]
     reasons = []
     if record["source"] != source_identity:
@@ -389,7 +389,7 @@ class Migration:
             if shortfall:
                 raise Failure("inspect", shortfall)
         self.properties = dbprops.read(self.src)
-        missing = set(catalog.missing_roles(self.src, self.tgt, marker.SCHEMA))
+        missing = set(catalog.missing_roles(self.src, self.tgt, records.SCHEMA))
         missing.update(r for r in dbprops.roles_used(self.properties)
                        if r not in set(x[0] for x in catalog.fetchall(self.tgt, "SELECT rolname FROM pg_roles")))
         if missing:
@@ -402,12 +402,12 @@ class Migration:
         self.other_sessions = catalog.other_sessions(self.src)
         # The fingerprint is read before the dump's snapshot is taken: a change committed after
         # this point is either in the dump or makes the next run's fingerprint differ.
-        self.source_fp = fingerprint.read(self.src, marker.SCHEMA)
+        self.source_fp = fingerprint.read(self.src, records.SCHEMA)
         self.result["source_fingerprint"] = fingerprint.digest(self.source_fp)
         source = Look(self.source_fp, fingerprint.counting_problems(self.src), self.other_sessions)
-        self.record = marker.read_latest(self.tgt)
-        self.content = catalog.content(self.tgt, marker.SCHEMA)
-        target = Look(fingerprint.read(self.tgt, marker.SCHEMA) if self.record else None,
+        self.record = records.read_latest(self.tgt)
+        self.content = catalog.content(self.tgt, records.SCHEMA)
+        target = Look(fingerprint.read(self.tgt, records.SCHEMA) if self.record else None,
                       fingerprint.counting_problems(self.tgt), catalog.other_sessions(self.tgt))
         return decide(self.content, self.record, self.source_identity, source, target, self.params["force"],
                       self.prove_target_unwritten)
@@ -432,7 +432,7 @@ class Migration:
         self.progress.update(phase=phase, **({"tables_total": total} if total else {}))
         self.meter.follow(log_path, done_pattern)
         dump_dir = self.private_dir if phase == "dump" and self.params["data_path"] == "directory" else None
-        returncodes, _seconds = self.timed(phase, self.guard.run_pipeline, commands, env,
+        returncodes, _seconds = self.timed(phase, self.guard.children.run_pipeline, commands, env,
                                            lambda: self.meter.poll(dump_dir=dump_dir))
         self.meter.poll(force=True, dump_dir=dump_dir)
         failed = [(argv, log, code) for (argv, log), code in zip(commands, returncodes) if code != 0]
@@ -478,11 +478,11 @@ class Migration:
         # The snapshot pg_dump reads, held open so that verification reads the same data.
         snapshot_id = self.take_snapshot()
         # (Counted on the module's own session: online migration's snapshot is held by a replication connection.)
-        tables = len(catalog.fetchall(self.src, verify.TABLES_SQL, {"skip": marker.SCHEMA,
+        tables = len(catalog.fetchall(self.src, verify.TABLES_SQL, {"skip": records.SCHEMA,
                                                                     "schemas": self.schemas or None}))
-        self.meter = progress.Meter(self.progress, self.tgt, self.target_info["major"], marker.SCHEMA,
+        self.meter = progress.Meter(self.progress, self.tgt, self.target_info["major"], records.SCHEMA,
                                     self.source_db["size"])
-        self.meter.totals(**progress.source_totals(self.src, marker.SCHEMA, self.schemas))
+        self.meter.totals(**progress.source_totals(self.src, records.SCHEMA, self.schemas))
         if self.params["data_path"] == "directory":
             run_id = self.copy_through_directory(action, env, snapshot_id, tables)
         elif self.params["data_path"] == "parallel":
@@ -503,7 +503,7 @@ class Migration:
 
     def pg_dump(self, snapshot_id, *options):
         argv = [self.clients["pg_dump"], "--no-password", "--verbose", "--snapshot=%s" % snapshot_id,
-                "--exclude-schema=%s" % pattern(marker.SCHEMA)] + list(options)
+                "--exclude-schema=%s" % pattern(records.SCHEMA)] + list(options)
         argv += ["--schema=%s" % pattern(s) for s in self.schemas]
         return argv + ["--dbname=%s" % self.source.conninfo(self.database, read_only=True)]
 
@@ -513,7 +513,7 @@ class Migration:
 
     def start_writing(self, action):
         """Record the run as in progress, then empty the target if it holds anything."""
-        run_id = self.timed("record", marker.start, self.tgt, action, self.source_identity, self.source_fp,
+        run_id = self.timed("record", records.start, self.tgt, action, self.source_identity, self.source_fp,
                             COLLECTION_VERSION, self.record_details())
         if self.record is not None or self.content:
             # On a connection of its own, closed at once: a session reports the rows it wrote (large
@@ -521,7 +521,7 @@ class Migration:
             # cannot show up after the copy's fingerprint was read.
             conn = self.target.connect(self.target_database)
             try:
-                self.timed("clear", catalog.clear, conn, marker.SCHEMA)
+                self.timed("clear", catalog.clear, conn, records.SCHEMA)
             finally:
                 conn.close()
         return run_id
@@ -577,7 +577,7 @@ class Migration:
                                      self.params["analyze"])
         engine = parallel.Engine(parallel.Request(
             self.source, self.database, self.target, self.target_database, snapshot_id, self.params["jobs"],
-            self.schemas, settings, self.clients, self.private_dir, env, on_progress, self.guard))
+            self.schemas, settings, self.clients, self.private_dir, env, on_progress, self.guard.children))
         try:
             engine.prepare()
             run_id = self.start_writing(action)
@@ -631,9 +631,9 @@ class Migration:
         source = verify.Side(lambda: self.source.connect(self.database, read_only=True), snapshot_id, "source")
         target = verify.Side(lambda: self.target.connect(self.target_database), name="target")
         try:
-            tables, problems, warnings = verify.compare(source, target, self.params["verify"], jobs, marker.SCHEMA,
+            tables, problems, warnings = verify.compare(source, target, self.params["verify"], jobs, records.SCHEMA,
                                                         self.schemas, copied=self.copied_rows)
-            moved = verify.sequence_differences(self.src, self.tgt, marker.SCHEMA, self.schemas)
+            moved = verify.sequence_differences(self.src, self.tgt, records.SCHEMA, self.schemas)
         except verify.ReadError as exc:
             raise Failure("verify", self.unreadable(exc)) from None
         finally:
@@ -673,8 +673,8 @@ class Migration:
                 % (self.database, self.target_database, self.target.address, exc, advice))
 
     def finish(self, run_id):
-        marker.complete(self.tgt, run_id, self.target_fingerprint(),
-                        {"phases": self.phases, "dump_bytes": self.result["dump_bytes"], "verified": self.result["verified"]})
+        records.complete(self.tgt, run_id, self.target_fingerprint(),
+                         {"phases": self.phases, "dump_bytes": self.result["dump_bytes"], "verified": self.result["verified"]})
 
     def target_fingerprint(self):
         """The target's fingerprint that a later run compares it with, with the verified row counts."""
@@ -685,7 +685,7 @@ class Migration:
                 self.tgt, "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
                           " AND pid <> pg_backend_pid() AND application_name = 'codacy_db_migrate'")[0][0]:
             time.sleep(0.2)
-        target_fp = fingerprint.read(self.tgt, marker.SCHEMA)
+        target_fp = fingerprint.read(self.tgt, records.SCHEMA)
         # What a later run compares the target's rows with when its counters cannot tell (an
         # unpopulated materialized view has no rows; refreshing it changes the definitions).
         target_fp["rows"] = None if self.params["verify"] == "none" else \
@@ -699,7 +699,7 @@ class Migration:
             self.still_wanted()
             self.timed("connect", self.connect_both)
             # One run at a time per target database; the lock is held until our connection closes.
-            if not self.check_mode and not marker.try_lock(self.tgt):
+            if not self.check_mode and not records.try_lock(self.tgt):
                 raise Failure("inspect", "another run is migrating into %s on %s right now: nothing was written; "
                               "wait for it to finish" % (self.target_database, self.target.address), "refused")
             action, reasons = self.timed("inspect", self.inspect)
@@ -722,8 +722,8 @@ class Migration:
             with self.make_guard():
                 self.wait_for_slot()
                 self.guard.start_clock()
-                self.private_dir = tempfile.mkdtemp(prefix=guard.PRIVATE_PREFIX, dir=self.params["work_dir"])
-                self.claim = guard.claim(self.private_dir)  # released by the kernel if this process is killed
+                self.private_dir = tempfile.mkdtemp(prefix=privatedir.PRIVATE_PREFIX, dir=self.params["work_dir"])
+                self.claim = privatedir.claim(self.private_dir)  # released by the kernel if this process is killed
                 try:
                     self.copy(action)
                 finally:
@@ -740,19 +740,19 @@ class Migration:
         """A background run whose starter was interrupted (its heartbeat is gone) ends before it
         connects; once it runs, the guard watches the heartbeat."""
         queue = self.params.get("queue") or {}
-        if queue.get("heartbeat_timeout") and not os.path.exists(os.path.join(queue["dir"], "heartbeat")):
+        if queue.get("heartbeat_timeout") and not os.path.exists(rundir.RunDir(queue["dir"]).heartbeat):
             raise Failure("start", "%s: the run that started this migration was interrupted before it began; nothing "
                           "was written" % self.database)
 
     def state_after(self, action):
         """The state of the target's record after a run that takes `action` (for --diff)."""
-        return marker.COMPLETE
+        return records.COMPLETE
 
     def make_guard(self):
         """The guard of the writing part: signals, the run's time limit, and (for the role's
         background runs) the controller's heartbeat in the queue directory."""
         queue = self.params.get("queue") or {}
-        heartbeat = os.path.join(queue["dir"], "heartbeat") if queue.get("heartbeat_timeout") else None
+        heartbeat = rundir.RunDir(queue["dir"]).heartbeat if queue.get("heartbeat_timeout") else None
         self.guard = guard.Guard(time_limit=self.params["timeout"], heartbeat_file=heartbeat,
                                  heartbeat_timeout=queue.get("heartbeat_timeout") or 0, on_abort=self.abort)
         return self.guard
@@ -775,7 +775,7 @@ class Migration:
         queue = self.params.get("queue")
         if not queue:
             return
-        self.queue = progress.Queue(queue["dir"], queue["slots"], queue["position"])
+        self.queue = rundir.Queue(queue["dir"], queue["slots"], queue["position"])
         self.progress.update(phase="queued")
         self.timed("queued", self.queue.acquire)
 

@@ -29,7 +29,7 @@ __metaclass__ = type
 import time
 
 from ansible_collections.codacy.selfhosted.plugins.module_utils import (
-    catalog, connection, fingerprint, marker, migration, replication)
+    catalog, connection, fingerprint, migration, records, replication)
 from ansible_collections.codacy.selfhosted.plugins.module_utils.migration import Failure
 from ansible_collections.codacy.selfhosted.plugins.module_utils.units import human_bytes
 
@@ -108,7 +108,7 @@ class OnlineMigration(migration.Migration):
 
     # -- inspection (reads only) ----------------------------------------------------------------
     def inspect(self):
-        self.record = marker.read_latest(self.tgt)
+        self.record = records.read_latest(self.tgt)
         if self.mode == "online" or (self.mode == "cutover" and not self.following()):
             # What offline migration would do: the copy's checks, and whether a completed copy is unchanged.
             offline_action, reasons = super(OnlineMigration, self).inspect()
@@ -133,7 +133,7 @@ class OnlineMigration(migration.Migration):
         return decide(offline_action, reasons)
 
     def following(self):
-        return bool(self.record) and self.record["state"] == marker.FOLLOWING
+        return bool(self.record) and self.record["state"] == records.FOLLOWING
 
     def broken(self):
         """Why a following target cannot follow any more (a sentence), or None."""
@@ -183,7 +183,7 @@ class OnlineMigration(migration.Migration):
 
     def online_problems(self):
         return replication.problems(self.src, self.tgt, self.source, self.target, self.reach, self.database,
-                                    marker.SCHEMA, ADMIN_ROLES, name=self.name, own=self.observed)
+                                    records.SCHEMA, ADMIN_ROLES, name=self.name, own=self.observed)
 
     def decide_online(self, action, reasons):
         leftovers = replication.describe(self.observed, self.name)
@@ -233,7 +233,7 @@ class OnlineMigration(migration.Migration):
                                                                    "; ".join(fingerprint.limited(changes)))]
             return "cut_over", [self.describe_lag()]
         state = self.record["state"] if self.record else "no copy"
-        if state in marker.COMPLETED and action == "unchanged":
+        if state in records.COMPLETED and action == "unchanged":
             return "unchanged", ["the copy was completed at %s (%s) and the source is unchanged since"
                                  % (self.record["finished_at"], state)]
         return "refused", ["there is no online migration following the source in %s on %s (its record: %s): run "
@@ -251,11 +251,11 @@ class OnlineMigration(migration.Migration):
         recorded = ((self.record.get("details") or {}).get("replication") or {}).get("ddl_catalogs")
         if not recorded:
             return ["the copy's record holds no definitions to compare with"]
-        now = fingerprint.read(self.src, marker.SCHEMA, replication.REPLICATED_CATALOG_CHANGES)["catalogs"]
+        now = fingerprint.read(self.src, records.SCHEMA, replication.REPLICATED_CATALOG_CHANGES)["catalogs"]
         return fingerprint.definition_changes({"catalogs": recorded}, {"catalogs": now})
 
     def state_after(self, action):
-        return {"cut_over": marker.CUT_OVER, "aborted": marker.ABORTED}.get(action, marker.FOLLOWING)
+        return {"cut_over": records.CUT_OVER, "aborted": records.ABORTED}.get(action, records.FOLLOWING)
 
     def sequences_settled(self):
         # During the online copy the application moves them; the cutover sets them and checks them exactly.
@@ -276,7 +276,7 @@ class OnlineMigration(migration.Migration):
         if self.restart_only:
             self.phase = "resume"
             replication.set_enabled(self.tgt, self.name, True)
-            self.result["state"] = marker.FOLLOWING
+            self.result["state"] = records.FOLLOWING
             return None
         if self.following() or replication.describe(self.observed, self.name):
             self.timed("cleanup", self.remove_replication)
@@ -293,9 +293,9 @@ class OnlineMigration(migration.Migration):
         self.phase = "publication"
         self.progress.update(phase="publication")
         self.timed("publication", replication.create_publication, self.source_writer(), self.name)
-        self.source_fp = fingerprint.read(self.src, marker.SCHEMA)
+        self.source_fp = fingerprint.read(self.src, records.SCHEMA)
         self.result["source_fingerprint"] = fingerprint.digest(self.source_fp)
-        self.ddl_catalogs = fingerprint.read(self.src, marker.SCHEMA, replication.REPLICATED_CATALOG_CHANGES)["catalogs"]
+        self.ddl_catalogs = fingerprint.read(self.src, records.SCHEMA, replication.REPLICATED_CATALOG_CHANGES)["catalogs"]
         self.progress.update(phase="slot")
         try:
             self.slot_snapshot = self.timed("slot", replication.SlotSnapshot, self.source, self.database, self.name)
@@ -327,10 +327,10 @@ class OnlineMigration(migration.Migration):
             self.warnings.append("the target user may not turn off %s for its session: had creating the subscription "
                                  "failed, the target server could have logged the statement, which holds the source "
                                  "password" % ", ".join(refused))
-        marker.update(self.tgt, run_id, marker.FOLLOWING, {
+        records.update(self.tgt, run_id, records.FOLLOWING, {
             "phases": self.phases, "dump_bytes": self.result["dump_bytes"], "verified": self.result["verified"],
             "following_since": catalog.fetchall(self.tgt, "SELECT now()::text")[0][0]})
-        self.result["state"] = marker.FOLLOWING
+        self.result["state"] = records.FOLLOWING
         self.observed = replication.observe(self.src, self.tgt, self.name)
         self.result["replication"] = self.replication_report()
 
@@ -375,11 +375,11 @@ class OnlineMigration(migration.Migration):
         if replication.publication_exists(conn, self.name):
             replication.drop_publication(conn, self.name)
             removed.append("publication %s on the source" % self.name)
-        if self.record and self.record["state"] in (marker.FOLLOWING, marker.IN_PROGRESS):
-            marker.update(self.tgt, self.record["id"], marker.ABORTED, {"aborted_by": self.mode})
+        if self.record and self.record["state"] in (records.FOLLOWING, records.IN_PROGRESS):
+            records.update(self.tgt, self.record["id"], records.ABORTED, {"aborted_by": self.mode})
         self.result["removed"] = removed
         if self.mode == "abort":
-            self.result["state"] = marker.ABORTED if self.record else None
+            self.result["state"] = records.ABORTED if self.record else None
 
     # -- the cutover ---------------------------------------------------------------------------
     def cut_over(self):
@@ -390,8 +390,8 @@ class OnlineMigration(migration.Migration):
             self.progress.update(phase="catch-up")
             self.timed("catch-up", self.catch_up)
             self.progress.update(phase="sequences")
-            self.timed("sequences", replication.sync_sequences, src, tgt, marker.SCHEMA)
-            refreshed = self.timed("sequences", replication.refresh_materialized_views, src, tgt, marker.SCHEMA)
+            self.timed("sequences", replication.sync_sequences, src, tgt, records.SCHEMA)
+            refreshed = self.timed("sequences", replication.refresh_materialized_views, src, tgt, records.SCHEMA)
             self.progress.update(phase="verify")
             try:
                 self.timed("verify", self.verify, None)
@@ -405,7 +405,7 @@ class OnlineMigration(migration.Migration):
                                                                           .split(". It stays marked")[0])) from None
             self.progress.update(phase="cleanup")
             self.phase = "cleanup"
-            before = fingerprint.read(src, marker.SCHEMA, replication.OUR_CATALOG_CHANGES)
+            before = fingerprint.read(src, records.SCHEMA, replication.OUR_CATALOG_CHANGES)
             self.timed("cleanup", self.prove_nothing_pending)
         except BaseException:
             # Back to following: the slot still holds every change, nothing is lost.
@@ -414,12 +414,12 @@ class OnlineMigration(migration.Migration):
         replication.drop_subscription(tgt, name)
         replication.drop_slot(self.source_writer(), name)
         replication.drop_publication(self.source_writer(), name)
-        after = fingerprint.read(src, marker.SCHEMA, replication.OUR_CATALOG_CHANGES)
-        source_fp = fingerprint.read(src, marker.SCHEMA)
+        after = fingerprint.read(src, records.SCHEMA, replication.OUR_CATALOG_CHANGES)
+        source_fp = fingerprint.read(src, records.SCHEMA)
         doubt = self.written_meanwhile(before, after)
         if doubt:
-            marker.update(tgt, self.record["id"], marker.ABORTED, {"aborted_by": "cutover: %s" % doubt})
-            self.result["state"] = marker.ABORTED
+            records.update(tgt, self.record["id"], records.ABORTED, {"aborted_by": "cutover: %s" % doubt})
+            self.result["state"] = records.ABORTED
             raise Failure("cleanup", "%s: the source may have been written while replication was being removed (%s): "
                           "such writes are not on the target, so the copy is left unfinished (replication is gone). "
                           "Check that nothing uses the source, then run mode online again for a new copy (or mode "
@@ -427,13 +427,13 @@ class OnlineMigration(migration.Migration):
         # Downtime ends here, not at verification: until the proof that nothing is pending and the
         # removal of the replication, the cutover can still fail and go back to following.
         self.result["downtime"] = round(time.time() - self.started, 3)
-        self.timed("analyze", replication.analyze_changed, tgt, marker.SCHEMA)
+        self.timed("analyze", replication.analyze_changed, tgt, records.SCHEMA)
         self.progress.update(phase="record")
-        self.timed("record", marker.complete, tgt, self.record["id"], self.target_fingerprint(), {
+        self.timed("record", records.complete, tgt, self.record["id"], self.target_fingerprint(), {
             "cutover": {"phases": dict(self.phases), "downtime": self.result["downtime"],
                         "nothing_pending_proven_by": self.pending_proofs,
-                        "verified": self.result["verified"], "refreshed": refreshed}}, marker.CUT_OVER, source_fp)
-        self.result.update(state=marker.CUT_OVER, replication={"name": name, "removed": True}, reasons=[
+                        "verified": self.result["verified"], "refreshed": refreshed}}, records.CUT_OVER, source_fp)
+        self.result.update(state=records.CUT_OVER, replication={"name": name, "removed": True}, reasons=[
             "cut over with %.1f s of downtime: the target applied every change of the source (proven by %s), the "
             "sequences were set from the source, the copy verified (%s), the subscription, slot and publication "
             "removed" % (self.result["downtime"], self.pending_proofs[-1] if self.pending_proofs else "the slot",

@@ -48,8 +48,7 @@ import subprocess
 import threading
 import time
 
-from ansible_collections.codacy.selfhosted.plugins.module_utils import guard as guards
-from ansible_collections.codacy.selfhosted.plugins.module_utils import fingerprint, marker, migration, pgtools, verify
+from ansible_collections.codacy.selfhosted.plugins.module_utils import fingerprint, migration, pgtools, records, verify
 from ansible_collections.codacy.selfhosted.plugins.module_utils.catalog import FIRST_NORMAL_OID
 from ansible_collections.codacy.selfhosted.plugins.module_utils.connection import APPLICATION_NAME
 
@@ -69,7 +68,7 @@ COPY_CHUNK = 1 << 18
 PROGRESS_EVERY = 1.0  # seconds between two progress writes
 
 Request = collections.namedtuple("Request", "source database target target_database snapshot jobs schemas settings "
-                                            "clients private_dir env progress guard")
+                                            "clients private_dir env progress children")
 # The target's load sessions only (never the server's configuration): maintenance_work_mem (str,
 # e.g. '256MB', or None for the server's), max_parallel_maintenance_workers (int or None), and
 # whether to ANALYZE each table once it is complete.
@@ -306,7 +305,7 @@ class Engine:
     def _pg_dump(self, *options):
         request = self.request
         argv = [request.clients["pg_dump"], "--no-password", "--verbose", "--snapshot=%s" % request.snapshot,
-                "--exclude-schema=%s" % migration.pattern(marker.SCHEMA)] + list(options)
+                "--exclude-schema=%s" % migration.pattern(records.SCHEMA)] + list(options)
         argv += ["--schema=%s" % migration.pattern(s) for s in request.schemas]
         return argv + ["--dbname=%s" % request.source.conninfo(request.database, read_only=True)]
 
@@ -318,7 +317,7 @@ class Engine:
         commands = [(argv, os.path.join(self.request.private_dir, name)) for argv, name in commands]
         if record:
             self.commands.append(" | ".join(" ".join(shlex.quote(a) for a in argv) for argv, _log in commands))
-        codes, _seconds = self.request.guard.run_pipeline(commands, self.request.env)
+        codes, _seconds = self.request.children.run_pipeline(commands, self.request.env)
         failed = [(argv, log, code) for (argv, log), code in zip(commands, codes) if code != 0]
         if failed:
             argv, log, code = failed[0]
@@ -343,7 +342,7 @@ class Engine:
         conn = self._open_source()
         try:
             self.source_version = conn.server_version
-            args = {"skip": marker.SCHEMA, "schemas": list(request.schemas) or None}
+            args = {"skip": records.SCHEMA, "schemas": list(request.schemas) or None}
             query = TABLES_SQL.replace("{not_generated}", "a.attgenerated = ''" if self.source_version >= 120000 else "true")
             with conn.cursor() as cur:
                 cur.execute(query, args)
@@ -555,8 +554,7 @@ class Engine:
                 pass
         for _indexer in range(self.jobs):
             self._complete.put(None)
-        for proc in list(self.request.guard.children):
-            guards.stop_group(proc, grace=2.0)
+        self.request.children.stop_all(grace=2.0)
         deadline = time.time() + 30
         for thread in threads:
             thread.join(max(0.1, deadline - time.time()))
@@ -725,7 +723,7 @@ class Engine:
     def _analyze_the_rest(self):
         """ANALYZE what the copy did not: materialized views and tables that pg_dump carried."""
         done = set(t.key for t in self.tables)
-        args = {"skip": marker.SCHEMA, "schemas": list(self.request.schemas) or None}
+        args = {"skip": records.SCHEMA, "schemas": list(self.request.schemas) or None}
         conn = self._open_target()
         conn.autocommit = True
         try:

@@ -2,7 +2,7 @@
 # Copyright: Contributors to the codacy.selfhosted collection
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """The PostgreSQL client programs: finding them, their versions, reading their errors.
-Running them, and ending them, is guard.py's job."""
+Running them, and ending them, is children.py's job."""
 
 from __future__ import absolute_import, division, print_function
 

@@ -13,7 +13,7 @@ import re
 import socket
 
 from ansible_collections.codacy.selfhosted.plugins.module_utils import (
-    catalog, fingerprint, marker, online, parallel, pgtools, replication)
+    catalog, fingerprint, online, parallel, pgtools, records, replication)
 from ansible_collections.codacy.selfhosted.plugins.module_utils.connection import ConnectionProblem, Endpoint
 from ansible_collections.codacy.selfhosted.plugins.module_utils.migration import Failure
 from ansible_collections.codacy.selfhosted.plugins.module_utils.units import human_bytes
@@ -73,6 +73,20 @@ def normalize_databases(items, option="databases"):
         raise ValueError("%s is empty: list the databases to migrate, or leave it unset for Codacy's databases"
                          % option)
     return plan
+
+
+def sessions_finding(database, sessions, mode, allow_active_sessions, allow_option="allow_active_sessions"):
+    """What other sessions on a source database mean for this run: ("problem" | "warning", message).
+    An online copy runs beside the application; an offline copy of a database still written to
+    would miss what is written after the dump."""
+    message = "%d other sessions are connected to %s on the source: %s" % (
+        len(sessions), database, "; ".join(sessions[:5]))
+    if mode in ("online", "abort"):
+        return "warning", message + " (the application may run during an online copy)"
+    if allow_active_sessions:
+        return "warning", message + " (allowed; writes after the dump are not copied)"
+    return "problem", (message + ": stop the Codacy application (and any other client) first, or set %s: true "
+                       "for a trial run" % allow_option)
 
 
 def plural(count, one, many):
@@ -301,7 +315,7 @@ class Preflight:
             if conn is None:
                 continue
             try:
-                found += replication.source_database_problems(conn, entry["name"], marker.SCHEMA)
+                found += replication.source_database_problems(conn, entry["name"], records.SCHEMA)
             finally:
                 conn.close()
             problem = replication.reach_problem(tgt, self.target, self.source, reach, entry["name"],
@@ -361,15 +375,9 @@ class Preflight:
                                  "there (on a managed service, check its list of supported extensions)"
                                  % (", ".join(missing), entry["name"], self.target.address))
         if sessions:
-            message = ("%d other sessions are connected to %s on the source: %s" % (
-                len(sessions), entry["name"], "; ".join(sessions[:5])))
-            if self.params["mode"] in ("online", "abort"):
-                self.warnings.append(message + " (the application may run during an online copy)")
-            elif self.params["allow_active_sessions"]:
-                self.warnings.append(message + " (allowed; writes after the dump are not copied)")
-            else:
-                self.problems.append(message + ": stop the Codacy application (and any other client) first, or set "
-                                     "db_migration_allow_active_sessions: true for a trial run")
+            kind, message = sessions_finding(entry["name"], sessions, self.params["mode"],
+                                             self.params["allow_active_sessions"], self.name("allow_active_sessions"))
+            (self.problems if kind == "problem" else self.warnings).append(message)
 
     def check_space(self, entries):
         work_dir = self.params["work_dir"]  # checked by validate()

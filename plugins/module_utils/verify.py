@@ -44,7 +44,7 @@ SESSION_SETUP = ("SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'; SET Interval
                  " SET row_security = off; SET statement_timeout = 0; SET lock_timeout = 0;"
                  " SET idle_in_transaction_session_timeout = 0")
 
-# The schemas verified: all but the system's, the marker's (skip) and those a restriction leaves out.
+# The schemas verified: all but the system's, the migration records' (skip) and those a restriction leaves out.
 IN_SCHEMAS = ("n.nspname <> %(skip)s AND n.nspname NOT LIKE 'pg\\_%%' AND n.nspname <> 'information_schema'"
               " AND (%(schemas)s::text[] IS NULL OR n.nspname = ANY(%(schemas)s))")
 

@@ -162,8 +162,9 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.codacy.selfhosted.plugins.module_utils import guard
-from ansible_collections.codacy.selfhosted.plugins.module_utils.progress import RunDir, read as read_progress
+from ansible_collections.codacy.selfhosted.plugins.module_utils import privatedir
+from ansible_collections.codacy.selfhosted.plugins.module_utils.progress import read as read_progress
+from ansible_collections.codacy.selfhosted.plugins.module_utils.rundir import RunDir
 
 # A heartbeat younger than this says another run is waiting for its migrations right now (the
 # waiting module touches it every half second). Migrations whose run was interrupted end within
@@ -240,8 +241,7 @@ def job_state(job, results_file, running, progress):
 
 
 def heartbeat_files(jobs):
-    return set(os.path.join(os.path.dirname(job["progress_file"]), "heartbeat")
-               for job in jobs if job.get("progress_file"))
+    return set(RunDir.of_progress_file(job["progress_file"]).heartbeat for job in jobs if job.get("progress_file"))
 
 
 def beat(jobs):
@@ -313,7 +313,7 @@ def prepare(run_dir, work_dir):
     for path in run.progress_files():
         os.unlink(path)
     if work_dir:
-        guard.remove_abandoned(work_dir)
+        privatedir.remove_abandoned(work_dir)
     with open(run.heartbeat, "w"):
         pass
     return waited, None

@@ -83,7 +83,7 @@ def execute(server, dbname, statement, args=None):
     return server.execute(statement, args, dbname=dbname)
 
 
-def marker_states(server, dbname):
+def record_states(server, dbname):
     """The states of the migration runs recorded in the target database, oldest first ([] when none)."""
     if not execute(server, dbname, "SELECT to_regclass('codacy_migration.runs') IS NOT NULL")[0][0]:
         return []
@@ -172,7 +172,7 @@ def wait_for(predicate, timeout=120, what="condition"):
 
 
 def restoring(server, dbname):
-    """True once pg_restore is loading rows into the target (the marker says in progress). Asked from
+    """True once pg_restore is loading rows into the target (the migration record says in progress). Asked from
     another database: a session in the target database would make the migration refuse to write."""
     try:
         # pg_restore's COPY, or the parallel data path's (quoted names).

@@ -12,7 +12,7 @@ import pytest
 
 from tests.integration.conftest import PASSWORD, module_args, succeeded
 from tests.integration.features import (
-    assert_nothing_left, big_database, create_database, create_feature_database, execute, marker_states, processes,
+    assert_nothing_left, big_database, create_database, create_feature_database, execute, record_states, processes,
     restoring, wait_for)
 from tests.support.compare import compare, diff, snapshot
 from tests.support.pgserver import PgServer
@@ -46,12 +46,12 @@ def test_source_stops_during_the_dump(own_source, target, dbname, run_module, wo
     assert dbname in result["msg"] and "127.0.0.1:%d" % own_source.port in result["msg"]
     if data_path == "directory":
         # The dump is complete before the target is touched.
-        assert marker_states(target, dbname) == [], "the target was touched although the dump failed"
+        assert record_states(target, dbname) == [], "the target was touched although the dump failed"
         assert execute(target, dbname, "SELECT count(*) FROM pg_class WHERE relnamespace = 'public'::regnamespace"
                        )[0][0] == 0
     else:
         # Streaming writes while it reads: the target is visibly unfinished.
-        assert marker_states(target, dbname) == ["in_progress"]
+        assert record_states(target, dbname) == ["in_progress"]
     assert_nothing_left(work_dir, dbname)
     own_source.start()
     # Crash recovery itself moves sequences ahead (PostgreSQL WAL-logs them 32 values at a time).
@@ -72,7 +72,7 @@ def test_target_stops_during_the_restore(source, own_target, dbname, run_module,
     assert_nothing_left(work_dir, dbname)
     assert snapshot(source.params(), dbname) == before
     own_target.start()
-    assert marker_states(own_target, dbname) == ["in_progress"]
+    assert record_states(own_target, dbname) == ["in_progress"]
     succeeded(run_module(module_args(source, own_target, dbname, work_dir)), "resumed")
     assert compare(source.params(), dbname, own_target.params(), dbname) == []
 
@@ -105,7 +105,7 @@ def test_target_stops_during_verification(source, own_target, dbname, run_module
     assert_nothing_left(work_dir, dbname)
     assert snapshot(source.params(), dbname) == before
     own_target.start()
-    assert marker_states(own_target, dbname) == ["in_progress"]
+    assert record_states(own_target, dbname) == ["in_progress"]
     succeeded(run_module(module_args(source, own_target, dbname, work_dir, verify="checksums")), "resumed")
     assert compare(source.params(), dbname, own_target.params(), dbname) == []
 
@@ -123,7 +123,7 @@ def test_work_dir_fills_up_during_the_dump(source, target, dbname, run_module, t
         subprocess.run(["umount", str(small)], check=True)
     assert result["failed"] and result["phase"] == "dump", result.get("msg")
     assert "No space left on device" in result["msg"] and "work_dir %s is full" % small in result["msg"]
-    assert marker_states(target, dbname) == []
+    assert record_states(target, dbname) == []
     assert snapshot(source.params(), dbname) == before
     bigger = tmp_path / "bigger"
     bigger.mkdir()

@@ -11,7 +11,7 @@ import pytest
 
 from tests.integration.conftest import module_args, succeeded
 from tests.integration.features import (
-    add_bulk, assert_nothing_left, big_database, create_feature_database, holders, marker_states, processes,
+    add_bulk, assert_nothing_left, big_database, create_feature_database, holders, record_states, processes,
     processes_of_home, restoring, wait_for)
 from tests.support.compare import compare, snapshot
 
@@ -28,7 +28,7 @@ def test_pg_restore_killed(source, target, dbname, run_module, work_dir):
     assert result["failed"] and result["phase"] == "restore" and dbname in result["msg"]
     assert_nothing_left(work_dir, dbname)
     assert snapshot(source.params(), dbname) == before
-    assert marker_states(target, dbname) == ["in_progress"]
+    assert record_states(target, dbname) == ["in_progress"]
     succeeded(run_module(module_args(source, target, dbname, work_dir)), "resumed")
     assert compare(source.params(), dbname, target.params(), dbname) == []
     succeeded(run_module(module_args(source, target, dbname, work_dir)), "unchanged")
@@ -47,7 +47,7 @@ def test_ansible_playbook_interrupted_during_the_restore(source, target, dbname,
     wait_for(lambda: not os.listdir(work_dir), timeout=30, what="the dump directory to be removed")
     assert_nothing_left(work_dir, dbname)
     assert snapshot(source.params(), dbname) == before
-    assert marker_states(target, dbname) == ["in_progress"]
+    assert record_states(target, dbname) == ["in_progress"]
     succeeded(run_module(module_args(source, target, dbname, work_dir)), "resumed")
     assert compare(source.params(), dbname, target.params(), dbname) == []
 

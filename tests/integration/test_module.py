@@ -308,7 +308,7 @@ class TestFailures:
     def test_failed_restore_quotes_errors_and_cleans_up(self, source, target, dbname, run_module, work_dir):
         create_feature_database(source, dbname)
         create_database(target, dbname)
-        # A hook that makes the restore fail, hidden in the marker's schema (which the module
+        # A hook that makes the restore fail, hidden in the records' schema (which the module
         # ignores) so that the target still counts as empty.
         execute(target, dbname, "CREATE SCHEMA codacy_migration; "
                                 "CREATE FUNCTION codacy_migration.no_ddl() RETURNS event_trigger LANGUAGE plpgsql AS "
@@ -336,7 +336,7 @@ class TestFailures:
         create_feature_database(source, dbname)
         create_database(target, dbname)
         # Tamper with the restored rows when pg_restore alters issue after loading it (adding its
-        # keys); the hook hides in the marker's schema, which the module ignores.
+        # keys); the hook hides in the records' schema, which the module ignores.
         execute(target, dbname, "CREATE SCHEMA codacy_migration; "
                                 "CREATE FUNCTION codacy_migration.tamper() RETURNS event_trigger LANGUAGE plpgsql AS "
                                 "$$BEGIN IF EXISTS (SELECT 1 FROM pg_event_trigger_ddl_commands() "

@@ -16,7 +16,7 @@ import pytest
 from ansible_collections.codacy.selfhosted.plugins.module_utils import replication
 from tests.integration.conftest import PASSWORD, ModuleRunner, module_args, run_in_process, succeeded
 from tests.integration.features import (
-    add_bulk, create_database, create_feature_database, execute, marker_states, processes, wait_for)
+    add_bulk, create_database, create_feature_database, execute, record_states, processes, wait_for)
 from tests.support import embedded
 from tests.support.compare import compare
 from tests.support.pgserver import PgServer, free_port
@@ -118,7 +118,7 @@ def test_online_copy_follow_and_cutover(logical_source, subscriber, dbname, run_
         result = succeeded(run_module(online_args(source, target, dbname, work_dir), verbosity=3), "migrated")
         assert result["changed"] and result["state"] == "following", result
         assert SENTINEL not in result["_stdout"] + result["_stderr"]
-        assert marker_states(target, dbname) == ["following"]
+        assert record_states(target, dbname) == ["following"]
         time.sleep(2)
         rerun = succeeded(run_module(online_args(source, target, dbname, work_dir)), "following")
         assert not rerun["changed"]
@@ -128,7 +128,7 @@ def test_online_copy_follow_and_cutover(logical_source, subscriber, dbname, run_
         refused = run_module(online_args(source, target, dbname, work_dir, mode="cutover"))
         assert refused["failed"] and refused["action"] == "refused"
         assert "other sessions are connected to the source database" in refused["msg"]
-        assert "codacy-writer" in refused["msg"] and marker_states(target, dbname) == ["following"]
+        assert "codacy-writer" in refused["msg"] and record_states(target, dbname) == ["following"]
         assert len(replication_objects(source, target, dbname)) == 3
     finally:
         writer.stop()
@@ -144,7 +144,7 @@ def test_online_copy_follow_and_cutover(logical_source, subscriber, dbname, run_
     assert SENTINEL not in cutover["_stdout"] + cutover["_stderr"]
     assert_equal(source, target, dbname, writer)
     assert replication_objects(source, target, dbname) == []
-    assert marker_states(target, dbname) == ["cut_over"]
+    assert record_states(target, dbname) == ["cut_over"]
     # The password was never logged by the target, which logs every statement.
     with open(target.logfile, errors="replace") as handle:
         log = handle.read()
@@ -216,7 +216,7 @@ def online_database(source, target, dbname, work_dir):
 def nothing_written(source, target, dbname, catalogs_before):
     assert replication_objects(source, target, dbname) == []
     assert source_catalogs(source, dbname) == catalogs_before
-    assert marker_states(target, dbname) == []
+    assert record_states(target, dbname) == []
     assert execute(target, dbname, "SELECT count(*) FROM pg_class WHERE relnamespace = 'public'::regnamespace")[0][0] == 0
 
 
@@ -270,7 +270,7 @@ def test_ddl_while_following_refuses_the_cutover(logical_source, subscriber, dbn
     assert "the source's definitions changed since the online copy" in result["msg"]
     assert "pg_attribute (columns)" in result["msg"] and "nothing is lost" in result["msg"]
     # Nothing lost: the target still follows what replication can carry.
-    assert marker_states(target, dbname) == ["following"]
+    assert record_states(target, dbname) == ["following"]
     execute(source, dbname, "INSERT INTO writer_ledger (n, kind) VALUES (-1, 'after the DDL')")
     wait_for(lambda: execute(target, dbname, "SELECT count(*) FROM writer_ledger WHERE n = -1")[0][0] == 1,
              what="the target to apply a write made after the DDL")
@@ -298,7 +298,7 @@ def test_abort_leaves_no_replication_and_the_source_as_before(logical_source, su
     assert result["changed"] and len(result["removed"]) == 3, result["removed"]
     assert replication_objects(source, target, dbname) == []
     assert source_catalogs(source, dbname, ignore_truncate=True) == before
-    assert marker_states(target, dbname) == ["aborted"]
+    assert record_states(target, dbname) == ["aborted"]
     again = succeeded(run_in_process(online_args(source, target, dbname, work_dir, mode="abort")), "unchanged")
     assert not again["changed"]
     refused = run_in_process(online_args(source, target, dbname, work_dir, mode="cutover"))
@@ -374,7 +374,7 @@ def test_interrupted_online_copy_resumes(logical_source, subscriber, dbname, run
                      what="the slot and publication to be removed")
         else:
             assert len(slots) == 1 and not slots[0][1], slots
-        assert marker_states(target, dbname) == ["in_progress"]
+        assert record_states(target, dbname) == ["in_progress"]
         result = succeeded(run_in_process(online_args(source, target, dbname, work_dir)), "resumed")
         if signum == signal.SIGKILL:
             assert any("an earlier run left" in reason and "replication slot %s" % slots[0][0] in reason
@@ -416,7 +416,7 @@ def test_restarts_and_a_stopped_subscription_while_following(logical_source, sub
         writer.stop()
     # A cutover in check mode changes nothing; one that finds the subscription stopped starts it first.
     check = run_in_process(online_args(source, target, dbname, work_dir, mode="cutover"), check_mode=True)
-    assert check["action"] == "cut_over" and marker_states(target, dbname) == ["following"]
+    assert check["action"] == "cut_over" and record_states(target, dbname) == ["following"]
     succeeded(run_in_process(online_args(source, target, dbname, work_dir, mode="cutover")), "cut_over")
     assert_equal(source, target, dbname, writer)
     assert replication_objects(source, target, dbname) == []
@@ -491,7 +491,7 @@ def test_the_role_online_then_cutover(logical_source, subscriber, dbname, tmp_pa
         assert first.returncode == 0, first.output[-4000:]
         entry = play.report_json()["databases"][0]
         assert entry["action"] == "migrated" and entry["changed"], entry
-        assert marker_states(target, dbname) == ["following"]
+        assert record_states(target, dbname) == ["following"]
         rerun = play(PLAYBOOK, db_migration_mode="online")
         assert rerun.returncode == 0 and rerun.changed == 0, rerun.output[-4000:]
         entry = play.report_json()["databases"][0]

@@ -76,7 +76,7 @@ def run_engine(source, target, dbname, tmp_path, jobs=2, split_min_bytes=None, c
         with guard.Guard() as the_guard:
             engine = parallel.Engine(parallel.Request(
                 src, dbname, dst, dbname, snapshot, jobs, [], parallel.Settings("64MB", 0, True),
-                pgtools.find_clients(), str(private), env, lambda **fields: progress.append(fields), the_guard),
+                pgtools.find_clients(), str(private), env, lambda **fields: progress.append(fields), the_guard.children),
                 split_min_bytes=split_min_bytes)
             if not ctid:
                 engine.ctid_from_version = 10 ** 9

@@ -31,7 +31,7 @@ import sys
 import psycopg2
 import psycopg2.extensions
 
-SKIPPED_SCHEMA = "codacy_migration"  # the migration tool's own marker schema
+SKIPPED_SCHEMA = "codacy_migration"  # the migration tool's own schema (its migration records)
 
 # Make the text form of values independent of server configuration. search_path = pg_catalog makes
 # every deparsed definition schema-qualify user objects the same way on both sides.
@@ -493,7 +493,7 @@ _NOT_DEFINITIONS = ("--", "SET ", "SELECT pg_catalog.set_config(", "\\")
 
 
 def schema_dump(conn_params, dbname, schemas=None):
-    """`pg_dump --schema-only` of `dbname` (without the marker schema), normalised:
+    """`pg_dump --schema-only` of `dbname` (without the migration records' schema), normalised:
     {"TYPE schema.name": [its statements, ...]}, everything pg_dump writes for an object (its DDL,
     owner, grants, comments, security labels) without blank lines, comments and session settings.
     The password travels in the environment, never argv."""

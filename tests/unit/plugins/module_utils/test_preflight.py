@@ -1,8 +1,12 @@
-"""preflight.normalize_databases: the list of databases as the user wrote it, checked and made
-uniform; every refusal names the option as the caller spelled it and the bad item."""
+"""The preflight's pure logic. normalize_databases: the list of databases as the user wrote it,
+checked and made uniform; every refusal names the option as the caller spelled it and the bad
+item. Then the decisions that need no server: sessions, the plan without a list, the room for dumps."""
+
+import os
 
 import pytest
 
+from ansible_collections.codacy.selfhosted.plugins.module_utils import preflight
 from ansible_collections.codacy.selfhosted.plugins.module_utils.preflight import normalize_databases
 
 
@@ -52,3 +56,84 @@ def test_the_option_is_called_databases_by_default():
     with pytest.raises(ValueError) as err:
         normalize_databases([])
     assert str(err.value).startswith("databases is empty")
+
+
+# -- the preflight's decisions that need no server --------------------------------------------------
+
+class FakeModule:
+    """What Preflight reads of AnsibleModule: its parameters and check mode."""
+
+    check_mode = False
+
+    def __init__(self, **params):
+        self.params = dict(source={"host": "src", "port": 5432, "user": "u"},
+                           target={"host": "tgt", "port": 5432, "user": "u"},
+                           connect_timeout=10, names_prefix="", concurrency=3, data_path="directory", mode="offline",
+                           allow_active_sessions=False)
+        self.params.update(params)
+
+
+@pytest.mark.parametrize("mode, allowed, kind, ending", [
+    ("offline", False, "problem", "stop the Codacy application (and any other client) first, or set "
+                                  "db_migration_allow_active_sessions: true for a trial run"),
+    ("offline", True, "warning", "(allowed; writes after the dump are not copied)"),
+    ("online", False, "warning", "(the application may run during an online copy)"),
+    ("abort", False, "warning", "(the application may run during an online copy)"),
+    ("cutover", False, "problem", "for a trial run"),
+])
+def test_sessions_on_the_source_are_a_problem_unless_online_or_allowed(mode, allowed, kind, ending):
+    sessions = ["pid %d app" % n for n in range(7)]
+    found, message = preflight.sessions_finding("jobs", sessions, mode, allowed, "db_migration_allow_active_sessions")
+    assert found == kind and message.endswith(ending), message
+    assert message.startswith("7 other sessions are connected to jobs on the source: pid 0 app; ")
+    assert "pid 4 app" in message and "pid 5 app" not in message  # five named at most
+
+
+def test_without_a_list_the_plan_is_codacys_databases_that_the_source_has():
+    check = preflight.Preflight(FakeModule())
+    plan = check.codacy_databases({"postgres", "accounts", "results", "other"})
+    assert plan == [{"name": "accounts", "target_name": "accounts"}, {"name": "results", "target_name": "results"}]
+    assert check.result["codacy_databases"]["missing"] == ["analysis", "filestore", "jobs", "metrics", "listener",
+                                                           "crow"]
+    assert check.problems == []
+
+
+def test_without_a_list_and_none_of_codacys_databases_the_problem_names_what_the_source_has():
+    check = preflight.Preflight(FakeModule(names_prefix="db_migration_"))
+    assert check.codacy_databases({"postgres", "template1", "gitlab"}) == []
+    assert check.problems == ["none of Codacy's databases (accounts, analysis, filestore, jobs, metrics, results, "
+                              "listener, crow) exist on the source src:5432 (it has: gitlab): list the databases to "
+                              "migrate in db_migration_databases"]
+
+
+def test_the_migration_modules_messages_in_the_callers_words():
+    check = preflight.Preflight(FakeModule(names_prefix="db_migration_"))
+    assert check.in_callers_words("refused: set force: true to replace it; schemas: public") == \
+        "refused: set db_migration_force: true to replace it; db_migration_schemas: public"
+    assert check.in_callers_words("Point target_database at another database") == \
+        "Point its target_name in db_migration_databases at another database"
+    module_caller = preflight.Preflight(FakeModule())
+    assert module_caller.in_callers_words("set force: true") == "set force: true"
+
+
+@pytest.mark.parametrize("concurrency, needed_for", [(1, 1), (2, 2), (5, 3)])
+def test_work_dir_must_hold_the_dumps_that_run_at_once(tmp_path, concurrency, needed_for):
+    free = os.statvfs(str(tmp_path))
+    free = free.f_bavail * free.f_frsize
+    entries = [{"estimated_dump_bytes": free // 2 + 1}, {"estimated_dump_bytes": free // 2 + 1},
+               {"estimated_dump_bytes": 1}]
+    check = preflight.Preflight(FakeModule(work_dir=str(tmp_path), concurrency=concurrency,
+                                           names_prefix="db_migration_"))
+    check.check_space(entries)
+    if needed_for == 1:
+        assert check.problems == []
+    else:
+        assert len(check.problems) == 1
+        assert "the dumps of the %d largest databases need about" % needed_for in check.problems[0]
+        assert "choose another db_migration_work_dir, or lower db_migration_concurrency" in check.problems[0]
+
+
+def test_the_stream_data_path_needs_no_room_for_dumps(tmp_path):
+    check = preflight.Preflight(FakeModule(work_dir=str(tmp_path), data_path="stream"))
+    check.check_space([{"estimated_dump_bytes": 10 ** 18}])
+    assert check.problems == []

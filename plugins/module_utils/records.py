@@ -1,9 +1,11 @@
 # -*- coding: utf-8 -*-
 # Copyright: Contributors to the codacy.selfhosted collection
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""What the target records about the migrations made into it.
+"""The migration records: what the target records about the migrations made into it.
 
-One table of run records in a schema of its own, outside the application's schemas: the
+One name for one thing: a migration record is a row of the table `codacy_migration.runs` (the
+table keeps the name 1.0.0 gave it, since targets hold it), `self.record` in the code.
+The table sits in a schema of its own, outside the application's schemas: the
 application never sees it, pg_dump of the source never includes it (it is excluded by name),
 and removing it (DROP SCHEMA codacy_migration CASCADE) leaves the application's data intact.
 A run is written `in_progress` before the target is touched and `complete` only after the
@@ -44,7 +46,7 @@ def _table():
 
 
 def read_latest(conn):
-    """The last run recorded in the target database, or None when there is no marker."""
+    """The last run recorded in the target database, or None when there is no records."""
     with conn.cursor() as cur:
         cur.execute("SELECT to_regclass(%s) IS NOT NULL", ("%s.%s" % (SCHEMA, TABLE),))
         if not cur.fetchone()[0]:

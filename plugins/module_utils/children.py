@@ -1,0 +1,111 @@
+# -*- coding: utf-8 -*-
+# Copyright: Contributors to the codacy.selfhosted collection
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The client programs of a migration (pg_dump, pg_restore, psql, vacuumdb): each runs in a session
+and process group of its own, gets SIGKILL if the module process dies however it dies, and is
+stopped as a whole group (its parallel workers too). The run's Guard (guard.py) stops them all
+when the run must end.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import ctypes
+import os
+import signal
+import subprocess
+import time
+
+
+try:
+    _PRCTL = ctypes.CDLL("libc.so.6", use_errno=True).prctl  # loaded here, so the child only calls it
+except (OSError, AttributeError):
+    _PRCTL = None
+
+
+def _die_with_parent():
+    # Runs in the child between fork and exec (so it only makes one system call): SIGKILL for
+    # the child if the module process dies, however it dies.
+    if _PRCTL is not None:
+        _PRCTL(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def _group_alive(pgid):
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except OSError:
+        return False
+
+
+def stop_group(proc, grace=5.0):
+    """End a child's whole process group (pg_dump/pg_restore workers too, which can outlive their
+    leader when it dies first), politely then firmly."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        if not _group_alive(proc.pid):
+            break
+        try:
+            os.killpg(proc.pid, sig)
+        except OSError:
+            break
+        deadline = time.time() + grace
+        while time.time() < deadline and _group_alive(proc.pid):
+            if proc.poll() is None:
+                try:
+                    proc.wait(0.1)
+                except subprocess.TimeoutExpired:
+                    pass
+            else:
+                time.sleep(0.1)  # workers are not our children: wait for init to reap them
+    proc.poll()
+
+
+class Children:
+    """The client programs running now, to stop them all when the run ends."""
+
+    def __init__(self):
+        self.procs = set()
+
+    def stop_all(self, grace=5.0):
+        for proc in list(self.procs):
+            stop_group(proc, grace=grace)
+
+    def run(self, argv, env, log_path, on_poll=None):
+        """Run a client program with its output in log_path; return (returncode, seconds)."""
+        returncodes, seconds = self.run_pipeline([(argv, log_path)], env, on_poll)
+        return returncodes[0], seconds
+
+    def run_pipeline(self, commands, env, on_poll=None):
+        """Run [(argv, log_path), ...] connected stdout to stdin, like a shell pipeline;
+        return ([returncode, ...], seconds). Each program's stderr goes to its log."""
+        started = time.time()
+        procs, upstream = [], subprocess.DEVNULL
+        try:
+            for index, (argv, log_path) in enumerate(commands):
+                last = index == len(commands) - 1
+                with open(log_path, "ab") as log:
+                    # A session (and process group) of its own: the whole group, workers included, is
+                    # stopped at once, and a terminal's Ctrl-C reaches us first, so we clean up in order.
+                    proc = subprocess.Popen(argv, env=env, stdin=upstream, stdout=log if last else subprocess.PIPE,
+                                            stderr=log, start_new_session=True, close_fds=True,
+                                            preexec_fn=_die_with_parent)  # noqa: PLW1509 (one system call, no locks)
+                if upstream is not subprocess.DEVNULL:
+                    upstream.close()  # only the next program reads it now
+                upstream = proc.stdout
+                procs.append(proc)
+                self.procs.add(proc)
+            running = [proc for proc in procs if proc.poll() is None]
+            while running:
+                try:  # wakes up as soon as a program ends, or every half second for progress
+                    running[0].wait(0.5)
+                except subprocess.TimeoutExpired:
+                    pass
+                if on_poll is not None:
+                    on_poll()
+                running = [proc for proc in procs if proc.poll() is None]
+        finally:
+            for proc in procs:
+                stop_group(proc)
+                self.procs.discard(proc)
+        return [proc.returncode for proc in procs], time.time() - started
