@@ -452,10 +452,17 @@ def test_preflight_warns_about_our_slots(logical_source, subscriber, dbname, tmp
     retains more than max_slot_lag: both named, with the WAL they keep."""
     source, target = logical_source, subscriber
     online_database(source, target, dbname, work_dir)
-    following = execute(source, dbname, "SELECT slot_name FROM pg_replication_slots WHERE database = %s", (dbname,))
+    following = execute(source, dbname, "SELECT slot_name FROM pg_replication_slots WHERE database = %s", (dbname,))[0][0]
+    wait_for(lambda: execute(source, dbname, "SELECT active FROM pg_replication_slots WHERE slot_name = %s",
+                             (following,))[0][0], what="the subscription to use its slot")
     leftover = "codacy_migration_0123456789ab"
     execute(source, dbname, "SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", (leftover,))
+    # The subscription stays connected but cannot apply (nor confirm) the rows below while the
+    # target's table is locked: its slot retains their WAL whatever the machine's speed.
+    lock = target.connect(dbname, autocommit=False)
     try:
+        with lock.cursor() as cur:
+            cur.execute("LOCK TABLE issue IN ACCESS EXCLUSIVE MODE")
         execute(source, dbname, "INSERT INTO issue (account_id, level, message) SELECT 1, 'info', 'more'"
                                 " FROM generate_series(1, 20000)")
         args = {"source": source.endpoint(), "target": target.endpoint(), "databases": [dbname],
@@ -464,15 +471,18 @@ def test_preflight_warns_about_our_slots(logical_source, subscriber, dbname, tmp
         assert result["problems"] == [], result["problems"]
         slots = dict((s["name"], s) for s in result["replication_slots"])
         assert slots[leftover]["retained_bytes"] > 1024 * 1024 and not slots[leftover]["active"], slots
+        assert slots[following]["retained_bytes"] > 1024 * 1024 and slots[following]["active"], slots
         warnings = " | ".join(result.get("warnings", []))
         assert "replication slot %s (database %s, not in use, retains" % (leftover, dbname) in warnings, warnings
         assert "db_migration_mode: abort" in warnings and "pg_drop_replication_slot('%s')" % leftover in warnings
-        assert "replication slot %s (database %s, in use, retains" % (following[0][0], dbname) in warnings
+        assert "replication slot %s (database %s, in use, retains" % (following, dbname) in warnings, warnings
         assert "more than db_migration_max_slot_lag (1.0 kB)" in warnings
         assert result["databases"][0]["action"] == "following", result["databases"]
     finally:
+        lock.close()
         execute(source, dbname, "SELECT pg_drop_replication_slot(%s)", (leftover,))
-    succeeded(run_in_process(online_args(source, target, dbname, work_dir, mode="abort")), "aborted")
+        # Whatever failed above, the next tests share these servers: no slot of this one stays.
+        succeeded(run_in_process(online_args(source, target, dbname, work_dir, mode="abort")), "aborted")
 
 
 def test_the_role_online_then_cutover(logical_source, subscriber, dbname, tmp_path):
