@@ -155,6 +155,22 @@ def controller_output():
         return None
 
 
+def interrupt_lost(pid=None):
+    """True when ansible-playbook (process `pid`, by default this worker's parent) no longer
+    catches SIGINT. Its handler resets SIGINT on the first Ctrl-C and raises KeyboardInterrupt; when
+    that Ctrl-C comes while it forks a worker, the exception is raised inside fork's callbacks,
+    where Python ignores it, and the play goes on as if nothing happened. False where it cannot
+    tell (no /proc)."""
+    try:
+        with open("/proc/%d/status" % (pid or os.getppid())) as status:
+            for line in status:
+                if line.startswith("SigCgt:"):
+                    return not int(line.split()[1], 16) & (1 << (signal.SIGINT - 1))
+    except (OSError, ValueError):
+        pass
+    return False
+
+
 class ActionModule(ActionBase):
     TRANSFERS_FILES = False
     _VALID_ARGS = frozenset(("start", "migrate", "run_dir", "slots", "async_limit", "started", "interval", "timeout"))
@@ -176,6 +192,7 @@ class ActionModule(ActionBase):
         try:
             try:
                 if "start" in args:
+                    self._refuse_after_a_lost_interrupt()
                     self._start(args)
                 else:
                     self.jobs = jobs_of(args["started"])
@@ -208,6 +225,15 @@ class ActionModule(ActionBase):
             display.vvv("codacy_db_wait: cannot handle signals here; the heartbeat's timeout ends the jobs")
             return {}
 
+    def _refuse_after_a_lost_interrupt(self):
+        if interrupt_lost():
+            started = [job["name"] for job in self.jobs if job.get("jid")]
+            raise AnsibleActionFail(
+                "ansible-playbook was interrupted (Ctrl-C) while it started a task, and Ansible went on as if it "
+                "had not been: %s. Run the playbook again when you want the migrations"
+                % ("stopped the migrations of %s, which had started" % ", ".join(started) if started
+                   else "no migration was started"))
+
     def say(self, text):
         display.display("[%s] %s" % (self.host, text))
 
@@ -226,6 +252,7 @@ class ActionModule(ActionBase):
                       "progress_file": run_dir.progress_file(int(entry["position"])), "launched": False}
                      for entry in args["start"]]
         for job in self.jobs:
+            self._refuse_after_a_lost_interrupt()
             module_args = dict(migrate, database=job["name"], target_database=job["target_name"],
                                progress_file=job["progress_file"],
                                queue={"dir": run_dir.path, "slots": slots, "position": job["position"],

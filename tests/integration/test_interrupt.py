@@ -90,6 +90,7 @@ def interrupt(play, source, target, when, what):
     output.thread.join(timeout=30)
     time.sleep(2)
     assert leftovers(play, source, target) == [], "something started after the run stopped"
+    print("lost interrupt refused" if "Ansible went on as if it had not been" in output.text() else "", end=" ")
     print("stopped %.1f s after SIGINT (gone after: %s): %s" % (stopped - sent, gone,
                                                                 [line for line in output.lines if "interrupted" in line]))
     return output.text(), stopped - sent
