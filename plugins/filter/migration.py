@@ -255,9 +255,11 @@ def migration_fleet(hosts, inventory_hosts):
         about = _installation(host, name)
         report = _get(host, "_db_migration_report")
         failure = _get(host, "_db_migration_failure")
-        if report is None:  # failed before its report: its plan, if it got that far
+        planned_only = report is None
+        if planned_only:  # failed before its report: its plan, if it got that far, which did not run
             report = migration_report(_get(host, "_db_migration_plan") or [])
-        entries = [{"name": d["name"], "target_name": d["target_name"], "action": d["action"],
+        entries = [{"name": d["name"], "target_name": d["target_name"],
+                    "action": "not run" if planned_only and d["action"] != "unchanged" else d["action"],
                     "failed": d["failed"], "source_bytes": d["source_bytes"],
                     "seconds": (d.get("phases") or {}).get("total"),
                     "verified_rows": d["verified"]["rows"] if d["verified"]["equal"] else None,

@@ -85,3 +85,16 @@ def test_fleet_summary_of_done_failed_and_unreached_installations():
                                                         "[in: Stop when anything would go wrong]") for line in lines)
     assert any(line.startswith("apac") and "no result" in line for line in lines)
     assert lines[-1] == "3 installations: 1 ok, 2 failed; 2 databases: 1 migrated, 1 unchanged"
+
+
+def test_databases_of_an_installation_that_failed_before_they_ran_are_not_run():
+    """Its plan said what would happen; the summary must not count that as done."""
+    plan = [{"name": "analysis", "target_name": "analysis", "action": "migrated", "size": GB,
+             "reasons": ["the target database will be created"]},
+            {"name": "jobs", "target_name": "jobs", "action": "unchanged", "size": GB, "reasons": ["unchanged"]}]
+    hosts = [{"_db_migration_installation": {"name": "eu"}, "_db_migration_plan": plan,
+              "_db_migration_failure": {"task": "Migrate the databases", "message": "interrupted"}}]
+    fleet = filters.migration_fleet(hosts, ["eu"])
+    assert [d["action"] for d in fleet["installations"][0]["databases"]] == ["not run", "unchanged"]
+    assert filters.migration_fleet_table(fleet)[-1] == "1 installation: 0 ok, 1 failed; 2 databases: 1 not run, " \
+                                                       "1 unchanged"
