@@ -6,12 +6,14 @@
 Enabled by the harness only (bench/run/contenders/ours.py: ANSIBLE_CALLBACK_PLUGINS=bench/callback_plugins,
 ANSIBLE_CALLBACKS_ENABLED=bench_record). Appends one JSON line per task result that carries
 `phases` (a codacy_db_migrate result, looped or not) and one line with the play recap to the
-file named by BENCH_RECORD_FILE. Only the keys listed below are kept: no module arguments, so
-no secrets, reach the file.
+file named by BENCH_RECORD_FILE, with one line per task: its name and wall seconds (the first,
+"(start)", is the time from the callback's loading to the first task). Only the keys listed below
+are kept: no module arguments, so no secrets, reach the file.
 """
 
 import json
 import os
+import time
 
 from ansible.plugins.callback import CallbackBase
 
@@ -38,6 +40,7 @@ class CallbackModule(CallbackBase):
     def __init__(self):
         super(CallbackModule, self).__init__()
         self._path = os.environ.get("BENCH_RECORD_FILE")
+        self._task = ("(start)", time.time())
 
     def _write(self, record):
         if not self._path:
@@ -58,6 +61,17 @@ class CallbackModule(CallbackBase):
         record.update(kind="result", status=status, task=result._task.get_name())
         self._write(record)
 
+    def _task_ended(self):
+        name, started = self._task
+        self._write({"kind": "task", "task": name, "seconds": round(time.time() - started, 3)})
+
+    def v2_playbook_on_task_start(self, task, is_conditional):
+        self._task_ended()
+        self._task = (task.get_name(), time.time())
+
+    def v2_playbook_on_handler_task_start(self, task):
+        self.v2_playbook_on_task_start(task, False)
+
     def v2_runner_on_ok(self, result):
         self._record(result, "ok")
 
@@ -71,4 +85,5 @@ class CallbackModule(CallbackBase):
         self._record(result, "failed")
 
     def v2_playbook_on_stats(self, stats):
+        self._task_ended()
         self._write({"kind": "stats", "hosts": dict((host, stats.summarize(host)) for host in sorted(stats.processed))})

@@ -153,6 +153,8 @@ def one_scale(args, settings, workdir, scale):
         writer.stop()
         wall, info, measures = run_mode(ctx, "cutover")
         downtimes = {item["database"]: item.get("downtime") for item in info["per_database"]}
+        result.update(cutover_tasks_s=info["tasks_s"], cutover_phases_by_database_s={
+            item["database"]: item["phases"] for item in info["per_database"]})
         result.update(cutover_s=round(wall, 1), downtime_by_database_s=downtimes,
                       downtime_max_s=max(value or 0 for value in downtimes.values()),
                       cutover_actions=info["actions"], cutover_cpu=cpu_summary(measures),
@@ -205,6 +207,13 @@ def markdown(report):
     lines += ["", "Per database downtime (the module's `downtime`): "] + [
         "- %s MB: %s" % (r["scale_mb"], ", ".join("%s %s" % kv for kv in r["downtime_by_database_s"].items()))
         for r in report["scales"]]
+    lines += ["", "Where the cutover's time goes: the playbook's tasks (wall seconds, the slowest first; `(start)` is "
+              "ansible-playbook's own start), then each database's phases (the module's `phases`):", ""]
+    for r in report["scales"]:
+        tasks = sorted(r.get("cutover_tasks_s", {}).items(), key=lambda kv: -kv[1])
+        lines.append("- %s MB, tasks: %s" % (r["scale_mb"], ", ".join("%s %.1f" % kv for kv in tasks[:8])))
+        for db, phases in r.get("cutover_phases_by_database_s", {}).items():
+            lines.append("  - %s: %s" % (db, ", ".join("%s %.2f" % kv for kv in phases.items() if kv[1] >= 0.05)))
     lines += ["", "Notes:", ""] + ["- " + note for note in report["notes"]]
     return "\n".join(lines) + "\n"
 

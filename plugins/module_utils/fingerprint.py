@@ -247,16 +247,20 @@ def definition_changes(before, after):
     return found
 
 
-def proven_unwritten(before, after):
-    """True when no transaction took an id on the server since `before`, which saw none running:
-    then nothing at all was written (every write takes a transaction id). Not across a crash: crash
-    recovery empties unlogged tables and, with synchronous_commit off, loses the last commits (and
-    may hand out their ids again), without a transaction; it discards the statistics too, which
-    is how it shows."""
+def proven_unwritten(before, after, ours=frozenset()):
+    """True when no transaction but `ours` (ids of transactions known to write nothing that
+    matters) took an id on the server since `before`, nor ran then: then nothing else was written
+    (every write takes a transaction id). Not across a crash: crash recovery empties unlogged
+    tables and, with synchronous_commit off, loses the last commits (and may hand out their ids
+    again), without a transaction; it discards the statistics too, which is how it shows."""
     xids_before, xids_after = before.get("xids"), after.get("xids")
-    return bool(xids_before and xids_after) and not xids_before["running"] \
-        and xids_before["next"] == xids_after["next"] \
-        and (before.get("statistics") or {}).get("cluster_reset") == (after.get("statistics") or {}).get("cluster_reset")
+    if not (xids_before and xids_after) or (before.get("statistics") or {}).get("cluster_reset") != \
+            (after.get("statistics") or {}).get("cluster_reset"):
+        return False
+    taken = xids_after["next"] - xids_before["next"]
+    if taken < 0 or taken > len(ours):
+        return False
+    return set(xids_before["running"]).union(range(xids_before["next"], xids_after["next"])) <= set(ours)
 
 
 def counters_lost(before, after):

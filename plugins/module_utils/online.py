@@ -29,7 +29,7 @@ __metaclass__ = type
 import time
 
 from ansible_collections.codacy.selfhosted.plugins.module_utils import (
-    catalog, connection, fingerprint, migration, records, replication)
+    catalog, connection, fingerprint, migration, records, replication, rundir)
 from ansible_collections.codacy.selfhosted.plugins.module_utils.migration import Failure
 from ansible_collections.codacy.selfhosted.plugins.module_utils.units import human_bytes
 
@@ -97,6 +97,11 @@ class OnlineMigration(migration.Migration):
         self.ddl_catalogs = None
         self.quiet_since = {}  # the source's horizon when the cutover's catch-up began
         self.pending_proofs = []  # how prove_nothing_pending proved it, each time
+        # Transactions of ours on the source that wrote nothing but a DROP PUBLICATION: this run's,
+        # and those the role's other cutovers noted in the shared run directory.
+        self.own_xids = set()
+        self.run_dir = rundir.RunDir(params["queue"]["dir"]) if params.get("queue") else None
+        self.source_key = None
         self.started = time.time()
         # The preflight module makes these checks itself, for every database at once.
         self.online_checks = True
@@ -122,7 +127,7 @@ class OnlineMigration(migration.Migration):
             self.result["source_fingerprint"] = fingerprint.digest(self.record["source_fingerprint"]) \
                 if self.record else None
         recorded = ((self.record or {}).get("details") or {}).get("replication") or {}
-        source_id = self.source_info["system_identifier"] or self.source.address
+        source_id = self.source_key = self.source_info["system_identifier"] or self.source.address
         target_id = self.target_info["system_identifier"] or self.target.address
         self.name = recorded.get("name") or replication.name_for(source_id, self.database, target_id,
                                                                  self.target_database)
@@ -387,8 +392,7 @@ class OnlineMigration(migration.Migration):
         try:
             if not self.observed["subscription"]["enabled"]:  # left stopped by an interrupted cutover
                 replication.set_enabled(tgt, name, True)
-            self.progress.update(phase="catch-up")
-            self.timed("catch-up", self.catch_up)
+            self.catch_up()
             self.progress.update(phase="sequences")
             self.timed("sequences", replication.sync_sequences, src, tgt, records.SCHEMA)
             refreshed = self.timed("sequences", replication.refresh_materialized_views, src, tgt, records.SCHEMA)
@@ -403,19 +407,13 @@ class OnlineMigration(migration.Migration):
                               "replication does not carry? Nothing was removed: the target keeps following; run mode "
                               "abort, then mode online for a new copy" % (self.database, str(exc).split(": ", 1)[-1]
                                                                           .split(". It stays marked")[0])) from None
-            self.progress.update(phase="cleanup")
-            self.phase = "cleanup"
-            before = fingerprint.read(src, records.SCHEMA, replication.OUR_CATALOG_CHANGES)
-            self.timed("cleanup", self.prove_nothing_pending)
+            before = self.timed("cleanup", fingerprint.read, src, records.SCHEMA, replication.OUR_CATALOG_CHANGES)
+            self.timed("proof", self.prove_nothing_pending)
         except BaseException:
             # Back to following: the slot still holds every change, nothing is lost.
             replication.set_enabled(tgt, name, True)
             raise
-        replication.drop_subscription(tgt, name)
-        replication.drop_slot(self.source_writer(), name)
-        replication.drop_publication(self.source_writer(), name)
-        after = fingerprint.read(src, records.SCHEMA, replication.OUR_CATALOG_CHANGES)
-        source_fp = fingerprint.read(src, records.SCHEMA)
+        after, source_fp = self.timed("cleanup", self.remove_proven_replication)
         doubt = self.written_meanwhile(before, after)
         if doubt:
             records.update(tgt, self.record["id"], records.ABORTED, {"aborted_by": "cutover: %s" % doubt})
@@ -439,22 +437,39 @@ class OnlineMigration(migration.Migration):
             "removed" % (self.result["downtime"], self.pending_proofs[-1] if self.pending_proofs else "the slot",
                          self.params["verify"])])
 
+    def remove_proven_replication(self):
+        """Drop the subscription, the slot and the publication; the source's fingerprint after
+        that (to compare with the one before, then the one recorded)."""
+        replication.drop_subscription(self.tgt, self.name)
+        replication.drop_slot(self.source_writer(), self.name)
+        replication.drop_publication(self.source_writer(), self.name, note_xid=self.note_transaction)
+        return (fingerprint.read(self.src, records.SCHEMA, replication.OUR_CATALOG_CHANGES),
+                fingerprint.read(self.src, records.SCHEMA))
+
+    def note_transaction(self, xid):
+        self.own_xids.add(xid)
+        if self.run_dir is not None:
+            self.run_dir.note_transaction(self.source_key, xid)
+
+    def our_transactions(self):
+        return self.own_xids | (self.run_dir.our_transactions(self.source_key) if self.run_dir else set())
+
     def catch_up(self):
-        """Wait until the target confirmed everything up to the source's WAL position, stop the
-        subscription, and prove that the slot holds no change it did not apply."""
-        self.phase = "catch-up"
+        """Wait until the target confirmed everything up to the source's WAL position (phase
+        catch-up), stop the subscription (pause), and prove that the slot holds no change it did
+        not apply (proof)."""
         # Read before the WAL position: see prove_nothing_pending.
         self.quiet_since = fingerprint.horizon(self.src)
         try:
             position = replication.wal_position(self.src)
-            replication.wait_caught_up(self.src, self.name, position, on_poll=lambda behind: self.progress.update(
-                phase="catch-up", lag_bytes=behind))
-            replication.set_enabled(self.tgt, self.name, False)
-            replication.wait_inactive(self.src, self.name)
+            self.timed("catch-up", lambda: replication.wait_caught_up(
+                self.src, self.name, position, on_poll=lambda behind: self.progress.update(lag_bytes=behind)))
+            self.timed("pause", replication.set_enabled, self.tgt, self.name, False)
+            self.timed("pause", replication.wait_inactive, self.src, self.name)
         except replication.ReplicationProblem as exc:
             raise Failure("catch-up", "%s: %s. Nothing was changed: the target keeps following"
                           % (self.database, exc)) from None
-        self.prove_nothing_pending()
+        self.timed("proof", self.prove_nothing_pending)
 
     def prove_nothing_pending(self):
         """Fail unless the stopped slot holds no change: every write committed on the source up to
@@ -465,10 +480,11 @@ class OnlineMigration(migration.Migration):
             raise Failure("catch-up", "%s: sessions connected to the source during the cutover (%s): stop the "
                           "application; the target keeps following" % (self.database, "; ".join(sessions[:5])))
         # No transaction took an id on the server since before the WAL position the target confirmed,
-        # and none was running then: every write is on the target. Cheap, and usually so once the
-        # application stopped. Else (another database's cutover dropped its publication, autovacuum
-        # analyzed a table) read the slot: exact, but it decodes all the WAL the slot retains.
-        if fingerprint.proven_unwritten(self.quiet_since, fingerprint.horizon(self.src)):
+        # and none was running then, but our cutovers' DROP PUBLICATIONs (in other databases): every
+        # write is on the target. Cheap, and usually so once the application stopped. Else (autovacuum
+        # analyzed a table, another client wrote) read the slot: exact, but it decodes all the WAL the
+        # slot retains.
+        if fingerprint.proven_unwritten(self.quiet_since, fingerprint.horizon(self.src), self.our_transactions()):
             self.pending_proofs.append("the source's transaction ids")
             return
         self.pending_proofs.append("reading the slot")
@@ -482,14 +498,13 @@ class OnlineMigration(migration.Migration):
     def written_meanwhile(self, before, after):
         """Why a write to the source between `before` (no change pending then) and `after` (our
         replication removed) cannot be ruled out, or None. Ruled out when no transaction but our
-        DROP PUBLICATION took an id, else by the write counters when they can be trusted."""
+        DROP PUBLICATIONs took an id, else by the write counters when they can be trusted."""
         changes = fingerprint.definition_changes(before, after)
         if changes:
             return "; ".join(fingerprint.limited(changes))
-        taken = after["xids"]["next"] - before["xids"]["next"]
-        if not before["xids"]["running"] and taken <= 1 and \
-                before["statistics"]["cluster_reset"] == after["statistics"]["cluster_reset"]:
+        if fingerprint.proven_unwritten(before, after, self.our_transactions()):
             return None
+        taken = after["xids"]["next"] - before["xids"]["next"]
         doubts = [fingerprint.counters_lost(before, after)] + fingerprint.counting_problems(self.src) + \
             ["sessions are connected to it (%s)" % "; ".join(s) for s in [catalog.other_sessions(self.src)] if s]
         doubts = [doubt for doubt in doubts if doubt]

@@ -98,8 +98,24 @@ def create_publication(conn, name):
     fetchall(conn, sql.SQL("CREATE PUBLICATION {} FOR ALL TABLES").format(_ident(name)))
 
 
-def drop_publication(conn, name):
-    fetchall(conn, sql.SQL("DROP PUBLICATION IF EXISTS {}").format(_ident(name)))
+def drop_publication(conn, name, note_xid=None):
+    """Drop the publication `name` if it exists. `note_xid(xid)` is told the id of the transaction
+    that drops it before it commits: the cutovers of other databases know it for one of ours."""
+    statement = sql.SQL("DROP PUBLICATION IF EXISTS {}").format(_ident(name))
+    if note_xid is None:
+        fetchall(conn, statement)
+        return
+    autocommit = conn.autocommit
+    conn.autocommit = False
+    try:
+        note_xid(fetchall(conn, "SELECT txid_current()")[0][0])
+        fetchall(conn, statement)
+        conn.commit()
+    except BaseException:
+        conn.rollback()
+        raise
+    finally:
+        conn.autocommit = autocommit
 
 
 def publication_exists(conn, name):

@@ -8,6 +8,8 @@ task (codacy_db_wait, its action on the controller) and the background migration
                                      or is removed (queue.heartbeat_timeout of codacy_db_migrate)
     <run_dir>/progress-<N>.json      the progress file of the job at queue position N (progress.py)
     <run_dir>/waiting-<N>, slot-<K>  the queue
+    <run_dir>/xids-<server>          ids of the transactions our cutovers ran on a source server to drop
+                                     their publications (online.py: they wrote nothing else)
 
 Queue: the role starts one background job per database, largest first; at most `slots` of them
 copy at a time. A job waits for a free slot (an flock'ed file, released by the kernel even if the
@@ -22,6 +24,7 @@ __metaclass__ = type
 
 import fcntl
 import glob
+import hashlib
 import os
 import posixpath
 import time
@@ -52,6 +55,26 @@ class RunDir:
             return time.time() - os.stat(self.heartbeat).st_mtime
         except OSError:
             return None
+
+    def _xids_file(self, server):
+        return posixpath.join(self.path, "xids-%s" % hashlib.sha256(str(server).encode("utf-8")).hexdigest()[:16])
+
+    def note_transaction(self, server, xid):
+        """Record that transaction `xid` on `server` is ours (before it commits: a reader that
+        does not find it yet only proves less)."""
+        fd = os.open(self._xids_file(server), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            os.write(fd, b"%d\n" % xid)  # one write to a file opened O_APPEND: lines never mix
+        finally:
+            os.close(fd)
+
+    def our_transactions(self, server):
+        """The transaction ids noted for `server`."""
+        try:
+            with open(self._xids_file(server)) as handle:
+                return set(int(line) for line in handle if line.strip().isdigit())
+        except OSError:
+            return set()
 
     def live_migrations(self):
         """{database: pid} of the migrations whose progress files say they still run (an earlier

@@ -335,8 +335,10 @@ phase:
     - While copying C(clear) (emptying a target of this collection), C(record), C(pre-data) (the definitions
       of the tables), C(dump) (reading the source), C(restore) (loading the target), C(post-data) (indexes,
       constraints, triggers), C(properties), C(verify), C(analyze).
-    - With O(mode) other than V(offline) also C(resume), C(publication), C(slot), C(subscribe), C(catch-up),
-      C(sequences), C(cleanup) and C(abort).
+    - With O(mode) other than V(offline) also C(resume), C(publication), C(slot), C(subscribe), C(catch-up)
+      (waiting until the target confirmed the source's WAL position), C(pause) (stopping the subscription),
+      C(proof) (proving that the source holds no change the target did not apply), C(sequences), C(cleanup) and
+      C(abort).
   returned: failure
   type: str
   sample: restore

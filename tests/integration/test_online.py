@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from ansible_collections.codacy.selfhosted.plugins.module_utils import replication
+from ansible_collections.codacy.selfhosted.plugins.module_utils import records, replication
 from tests.integration.conftest import PASSWORD, ModuleRunner, module_args, run_in_process, succeeded
 from tests.integration.features import (
     add_bulk, create_database, create_feature_database, execute, record_states, processes, wait_for)
@@ -22,7 +22,9 @@ from tests.support.compare import compare
 from tests.support.pgserver import PgServer, free_port
 from tests.support.writer import Writer
 
-LOGICAL = {"wal_level": "logical", "max_replication_slots": 16, "max_wal_senders": 16}
+# No autovacuum: its ANALYZE takes transaction ids, which would make the cheap proof of the
+# cutover fall back to reading the slot at random (test_concurrent_cutovers_...).
+LOGICAL = {"wal_level": "logical", "max_replication_slots": 16, "max_wal_senders": 16, "autovacuum": "off"}
 # The target logs every statement: the password of the subscription's connection must not be among them.
 SUBSCRIBER = {"max_logical_replication_workers": 12, "max_worker_processes": 24, "max_replication_slots": 16,
               "log_statement": "'all'"}
@@ -179,6 +181,39 @@ def test_cutover_while_another_database_is_written(logical_source, subscriber, d
     assert "(proven by reading the slot)" in cutover["reasons"][0], cutover["reasons"]
     assert_equal(source, target, dbname, writer)
     assert replication_objects(source, target, dbname) == []
+
+
+def test_concurrent_cutovers_prove_nothing_pending_by_transaction_ids(logical_source, subscriber, dbname, tmp_path):
+    """Three databases cut over at once by the role: each one's DROP PUBLICATION takes a transaction
+    id while the others prove that nothing is pending. Noted in the run directory as ours, they do
+    not make the others read their slots (which decodes all the WAL it retains)."""
+    from tests.integration.playbook import PLAYBOOK, Play
+
+    source, target = logical_source, subscriber
+    databases = ["%s_%d" % (dbname[:28], n) for n in range(3)]
+    for name in databases:
+        create_feature_database(source, name)
+        add_bulk(source, name, rows=300000)
+        create_database(target, name)
+    play = Play(tmp_path, source, target)
+    # Verifying by checksums takes seconds: the three cutovers overlap, and each one's DROP
+    # PUBLICATION falls inside the others' proofs.
+    play.vars.update(db_migration_databases=databases, db_migration_concurrency=3, db_migration_verify="checksums")
+    online = play(PLAYBOOK, db_migration_mode="online")
+    assert online.returncode == 0, online.output[-4000:]
+    cutover = play(PLAYBOOK, db_migration_mode="cutover")
+    assert cutover.returncode == 0, cutover.output[-4000:]
+    for name in databases:
+        conn = target.connect(name)
+        try:
+            record = records.read_latest(conn)
+        finally:
+            conn.close()
+        assert record["state"] == "cut_over", record
+        assert record["details"]["cutover"]["nothing_pending_proven_by"] == ["the source's transaction ids"] * 2, (
+            name, record["details"]["cutover"])
+        assert compare(source.params(), name, target.params(), name) == []
+        assert replication_objects(source, target, name) == []
 
 
 def test_thirteen_to_seventeen(run_module, work_dir):

@@ -96,11 +96,13 @@ class Ours(Contender):
         with open(log_path, "w") as out:
             rc = finish(spawn(argv, cwd=run_dir, env=env, stdout=out, stderr=out), timeout)
         text = read(log_path)
-        results, stats = [], {}
+        results, stats, tasks = [], {}, {}
         for line in read(record).splitlines():
             item = json.loads(line)
             if item.get("kind") == "result":
                 results.append(item)
+            elif item.get("kind") == "task":
+                tasks[item["task"]] = round(tasks.get(item["task"], 0) + item["seconds"], 3)
             elif item.get("kind") == "stats":
                 stats = item["hosts"].get("localhost") or next(iter(item["hosts"].values()), {})
         if os.path.exists(report_path):
@@ -126,7 +128,7 @@ class Ours(Contender):
                 "failed_tasks": stats.get("failures"),
                 "actions": {item["database"]: item["action"] for item in per_database},
                 "phases_sum_s": phases, "dump_bytes": sum(item["dump_bytes"] or 0 for item in per_database),
-                "per_database": per_database}
+                "per_database": per_database, "tasks_s": tasks}
 
 
 class OursDirectory(Ours):

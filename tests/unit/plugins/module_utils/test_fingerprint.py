@@ -28,6 +28,19 @@ class TestFingerprint:
         crashed = dict(self.base, statistics={"cluster_reset": "t1", "database_reset": None})
         assert not fingerprint.proven_unwritten(self.base, crashed)
 
+    def test_only_our_transactions_may_have_taken_ids(self):
+        """Ids taken or running since `before` are allowed only when every one of them is ours."""
+        since = dict(self.base, xids={"next": 13, "running": []})
+        assert fingerprint.proven_unwritten(self.base, since, {10, 11, 12})
+        assert fingerprint.proven_unwritten(self.base, since, {3, 10, 11, 12, 40})
+        assert not fingerprint.proven_unwritten(self.base, since, {10, 12})  # 11 is someone else's
+        running = dict(self.base, xids={"next": 10, "running": [8, 9]})
+        assert fingerprint.proven_unwritten(running, dict(running), {8, 9})
+        assert not fingerprint.proven_unwritten(running, dict(running), {9})
+        crashed = dict(since, statistics={"cluster_reset": "t1", "database_reset": None})
+        assert not fingerprint.proven_unwritten(self.base, crashed, {10, 11, 12})
+        assert not fingerprint.proven_unwritten(since, self.base, {10, 11, 12})  # ids never go back
+
     def test_skipped_catalogs_and_volatile_columns_say_why(self):
         for reasons in [fingerprint.SKIPPED_CATALOGS] + list(fingerprint.VOLATILE_COLUMNS.values()):
             assert all(len(why) > 20 for why in reasons.values())

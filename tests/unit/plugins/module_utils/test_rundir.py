@@ -108,3 +108,14 @@ def test_a_dead_job_ahead_is_not_waited_for(tmp_path):
     with open(str(tmp_path / "waiting-000002"), "w") as handle:
         handle.write("not a pid")
     rundir.Queue(str(tmp_path), slots=1, position=5).acquire(on_wait=refuse_to_wait)
+
+
+def test_transactions_of_ours_are_kept_per_server_and_private(tmp_path):
+    run_dir = rundir.RunDir(str(tmp_path))
+    assert run_dir.our_transactions("7391") == set()
+    run_dir.note_transaction("7391", 1200)
+    run_dir.note_transaction("7391", 1205)
+    run_dir.note_transaction("127.0.0.1:5432", 9)
+    assert run_dir.our_transactions("7391") == {1200, 1205}
+    assert run_dir.our_transactions("127.0.0.1:5432") == {9}
+    assert all(os.stat(path).st_mode & 0o077 == 0 for path in tmp_path.glob("xids-*"))
