@@ -25,13 +25,13 @@ help:
 
 # The quick start installs only what running the collection needs (requirements-run.txt).
 demo: venv-run collection
-	$(BIN)/python demo/run.py
+	$(BIN)/python -m demo.run
 
 bench: system venv collection
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 demo-clean: venv-run
-	$(BIN)/python demo/run.py clean
+	$(BIN)/python -m demo.run clean
 
 # PostgreSQL server/client programs and npm; installed when missing (as root), else explained.
 system:
@@ -78,7 +78,7 @@ SLOW_FIRST := $(addprefix tests/integration/,test_faults.py test_online.py test_
 	test_role.py test_interrupt.py test_gold_standard.py) tests/bench $(addprefix tests/integration/,test_secrets.py \
 	test_fleet.py)
 pytest: system venv collection
-	$(BIN)/pytest -p no:cacheprovider -n 3 --dist loadfile --durations=40 $(SLOW_FIRST) tests/unit tests/support tests/integration $(PYTEST_ARGS)
+	$(BIN)/pytest -p no:cacheprovider -n 3 --dist loadfile --durations=40 $(SLOW_FIRST) tests/unit tests/integration $(PYTEST_ARGS)
 
 unit: venv collection
 	$(BIN)/pytest -p no:cacheprovider tests/unit $(PYTEST_ARGS)

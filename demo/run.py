@@ -12,11 +12,10 @@ import shutil
 import subprocess
 import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+from tests.support import dataset
+from tests.support.pgserver import PgServer, find_bindir
 
-from tests.support import dataset  # noqa: E402
-from tests.support.pgserver import PgServer, find_bindir  # noqa: E402
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 HOME = os.path.join(ROOT, "build", "demo")
 STATE = os.path.join(HOME, "state.json")

@@ -1,9 +1,10 @@
 """Everything a PostgreSQL server holds that a migration could change, as JSON, and its checksum.
 
-    python server_state.py save FILE      # write the state of the server to FILE (0600)
-    python server_state.py compare FILE   # exit 0 when the server is exactly as in FILE, else 1 and a diff
+    python -m tests.support.server_state save FILE     # the state of the server into FILE (0600)
+    python -m tests.support.server_state compare FILE  # exit 0 when the server is as in FILE, else 1, a diff
 
-Run from the collection root (it uses tests/support/compare.py for the content of each database).
+Run from the collection root (it uses compare.py for the content of each database). The Molecule
+scenario `refusals` uses it to prove that a refused run left the target server untouched.
 The connection comes from the libpq environment (PGHOST, PGPORT, PGUSER, PGPASSWORD, PGSSLMODE);
 the user must be a superuser (it reads every database, large object and role).
 
@@ -25,8 +26,7 @@ import sys
 
 import psycopg2
 
-sys.path.insert(0, os.getcwd())
-from tests.support import compare  # noqa: E402  (the collection root is the working directory)
+from tests.support import compare
 
 FIRST_USER_OID = 16384
 
@@ -100,7 +100,7 @@ def state():
 
 def main(argv):
     if len(argv) != 3 or argv[1] not in ("save", "compare"):
-        print(__doc__.strip().splitlines()[2:4], file=sys.stderr)
+        print("usage:\n" + "\n".join(__doc__.strip().splitlines()[2:4]), file=sys.stderr)
         return 2
     text, digest = state()
     if argv[1] == "save":
