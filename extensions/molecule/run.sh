@@ -22,6 +22,7 @@
 # Environment:
 #   CODACY_MOLECULE_SCENARIOS    scenarios of `all` (default: default managed_target refusals interrupted online)
 #   CODACY_MOLECULE_SOURCE_PGS   source majors of `default` (default: "13 15"; images pg13, pg15)
+#   CODACY_MOLECULE_LANES        `all` runs its scenarios in 2 lanes side by side (default); 1: one by one
 #   CODACY_MOLECULE_HOME         ANSIBLE_HOME of the suite (default: build/molecule): molecule installs
 #                                the collection under test in <it>/collections, and the playbooks use
 #                                that copy; logs of `all`/`test` go to <it>/logs
@@ -109,6 +110,42 @@ SUITE_STARTED=$(date +%s)
 case "$command" in
   all)
     prerequisites
+    if [ "${CODACY_MOLECULE_LANES:-2}" -gt 1 ]; then
+      # Two lanes side by side (the scenarios wait on containers most of the time): `default` (its
+      # runs share ports) and `online` in one, the others in the other. Each lane has its own
+      # ANSIBLE_HOME, where molecule installs the collection, and its own logs.
+      lane_one="" lane_two=""
+      for scenario in $SCENARIOS; do
+        case "$scenario" in default|online) lane_one="$lane_one $scenario" ;; *) lane_two="$lane_two $scenario" ;; esac
+      done
+      lanes=()
+      for lane in one two; do
+        eval "list=\$lane_$lane"
+        [ -n "$list" ] || continue
+        mkdir -p "$ANSIBLE_HOME/lane-$lane"
+        log "lane $lane:$list (output: $ANSIBLE_HOME/lane-$lane/lane.log)"
+        CODACY_MOLECULE_LANES=1 CODACY_MOLECULE_SCENARIOS="$list" CODACY_MOLECULE_HOME="$ANSIBLE_HOME/lane-$lane" \
+          SKIP_IMAGES=1 MOLECULE="$MOLECULE" "$ROOT/extensions/molecule/run.sh" all \
+          > "$ANSIBLE_HOME/lane-$lane/lane.log" 2>&1 &
+        lanes+=("$lane:$!")
+      done
+      for entry in "${lanes[@]}"; do
+        lane="${entry%%:*}"
+        if wait "${entry#*:}"; then
+          sed -n '/summary (/,$p' "$ANSIBLE_HOME/lane-$lane/lane.log" >&2
+        else
+          FAILED=1
+          for failed_log in $(sed -n 's/^ .* FAILED .*log: //p' "$ANSIBLE_HOME/lane-$lane/lane.log"); do
+            printf '\n[molecule] the end of %s:\n' "$failed_log" >&2
+            tail -n 120 "$failed_log" >&2
+          done
+          sed -n '/summary (/,$p' "$ANSIBLE_HOME/lane-$lane/lane.log" >&2
+          grep -q 'summary (' "$ANSIBLE_HOME/lane-$lane/lane.log" || tail -n 60 "$ANSIBLE_HOME/lane-$lane/lane.log" >&2
+        fi
+      done
+      printf '[molecule] %d s in all, two lanes\n' $(( $(date +%s) - SUITE_STARTED )) >&2
+      exit "$FAILED"
+    fi
     for scenario in $SCENARIOS; do
       if [ "$scenario" = default ]; then
         for pg in $SOURCE_PGS; do
