@@ -61,6 +61,13 @@ def stop_group(proc, grace=5.0):
     proc.poll()
 
 
+def _popen(argv, env, stdin, stdout, log):
+    # A session (and process group) of its own: the whole group, workers included, is stopped at
+    # once, and a terminal's Ctrl-C reaches us first, so we clean up in order.
+    return subprocess.Popen(argv, env=env, stdin=stdin, stdout=stdout, stderr=log, start_new_session=True,
+                            close_fds=True, preexec_fn=_die_with_parent)  # noqa: PLW1509 (one system call, no locks)
+
+
 class Children:
     """The client programs running now, to stop them all when the run ends."""
 
@@ -70,6 +77,26 @@ class Children:
     def stop_all(self, grace=5.0):
         for proc in list(self.procs):
             stop_group(proc, grace=grace)
+
+    def start(self, argv, env, log_path):
+        """Start a client program whose output the caller reads (proc.stdout); end it with finish()."""
+        with open(log_path, "ab") as log:
+            proc = _popen(argv, env, subprocess.DEVNULL, subprocess.PIPE, log)
+        self.procs.add(proc)
+        return proc
+
+    def finish(self, proc, stop=False):
+        """The exit code of a program from start(), once it ended (at once with `stop`: the reader
+        gave up, so it may be blocked writing)."""
+        try:
+            if stop:
+                proc.stdout.close()
+                stop_group(proc)
+            return proc.wait()
+        finally:
+            proc.stdout.close()
+            stop_group(proc)
+            self.procs.discard(proc)
 
     def run(self, argv, env, log_path, on_poll=None):
         """Run a client program with its output in log_path; return (returncode, seconds)."""
@@ -85,11 +112,7 @@ class Children:
             for index, (argv, log_path) in enumerate(commands):
                 last = index == len(commands) - 1
                 with open(log_path, "ab") as log:
-                    # A session (and process group) of its own: the whole group, workers included, is
-                    # stopped at once, and a terminal's Ctrl-C reaches us first, so we clean up in order.
-                    proc = subprocess.Popen(argv, env=env, stdin=upstream, stdout=log if last else subprocess.PIPE,
-                                            stderr=log, start_new_session=True, close_fds=True,
-                                            preexec_fn=_die_with_parent)  # noqa: PLW1509 (one system call, no locks)
+                    proc = _popen(argv, env, upstream, log if last else subprocess.PIPE, log)
                 if upstream is not subprocess.DEVNULL:
                     upstream.close()  # only the next program reads it now
                 upstream = proc.stdout

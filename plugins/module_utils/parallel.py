@@ -19,9 +19,10 @@ Interface (all the engine needs from its caller; see Request):
 
 How it works. The definitions come from `pg_dump --section=pre-data --section=post-data` (with the
 REFRESH of populated materialized views) and go in through pg_restore, as on the stream path. The
-rows of the ordinary tables and partitions travel from a COPY TO on the source to a COPY FROM on the
-target, through a pipe between two threads of this process (binary format when every column has a
-built-in type, text otherwise): `jobs` copy workers take the tables largest first, each part in its
+rows of the ordinary tables and partitions travel from a COPY TO on the source, run by psql in the
+exported snapshot, through a pipe to a COPY FROM on the target in this process, read in large
+chunks: no Python code runs per row (binary format when every column has a built-in type, text
+otherwise): `jobs` copy workers take the tables largest first, each part in its
 own transaction; a table above the split threshold is cut into ranges of ctid (sources 14 and
 newer, where a ctid range is read by a TID range scan) or of its integer primary key. A table copied
 in one part is loaded with TRUNCATE and COPY ... FREEZE in one transaction, so its pages are written
@@ -63,7 +64,6 @@ except ImportError:  # reported by the modules through connection.HAS_PSYCOPG2
 # its parts are then about max(this, total / (2 * jobs)), at most MAX_PARTS of them.
 SPLIT_MIN_BYTES = 256 * 1024 * 1024
 MAX_PARTS = 16
-PIPE_BUFFER = 1 << 20
 COPY_CHUNK = 1 << 18
 PROGRESS_EVERY = 1.0  # seconds between two progress writes
 
@@ -214,6 +214,16 @@ class _Counting:
         return data
 
 
+def _copied_rows(tags_path):
+    """The rows psql's \\copy sent, from its command tags ("COPY 1200"), or None."""
+    try:
+        with open(tags_path) as handle:
+            found = re.findall(r"^COPY (\d+)$", handle.read(), re.M)
+    except OSError:
+        return None
+    return int(found[-1]) if found else None
+
+
 class Engine:
     """See the module docstring."""
 
@@ -242,6 +252,7 @@ class Engine:
         self._last_progress = 0.0
         self._table_command_recorded = False
         self._wide = False  # one table's entries are restored by several pg_restore workers
+        self._parts_started = 0
 
     # -- helpers ---------------------------------------------------------------------------------
     def _progress(self, force=False, **fields):
@@ -583,83 +594,94 @@ class Engine:
             return heapq.heappop(self._heap)[2:]
 
     def _copy_worker(self):
-        source = target = None
+        target = None
         try:
             while True:
                 part = self._next_part()
                 if part is None:
                     return
-                if source is None:
-                    source, target = self._connect(self._open_source), self._connect(self._open_target)
-                self._copy_part(source, target, *part)
+                if target is None:
+                    target = self._connect(self._open_target)
+                self._copy_part(target, *part)
         finally:
-            self._close(source)
             self._close(target)
 
-    def _copy_part(self, source, target, table, condition):
-        """One part of a table: COPY TO on the source into a pipe, COPY FROM on the target out of it."""
+    def _copy_out(self, target, table, condition, tags):
+        """psql reading one part of a table on the source, in the exported snapshot, to its
+        standard output: libpq hands the rows to a pipe without passing through Python (which
+        would take the module's one interpreter lock for every row). Its command tags, which
+        give the rows sent, go to the file `tags`."""
         columns = sql.SQL(", ").join(sql.Identifier(c) for c in table.columns)
-        column_list = sql.SQL(" ({})").format(columns) if table.columns else sql.SQL("")
-        binary = sql.SQL(" (FORMAT binary)") if table.binary else sql.SQL("")
         if condition is None:
-            send = sql.SQL("COPY {}{} TO STDOUT{}").format(table.ident, column_list, binary)
+            what = table.ident + (sql.SQL(" ({})").format(columns) if table.columns else sql.SQL(""))
         else:
-            send = sql.SQL("COPY (SELECT {} FROM ONLY {} WHERE {}) TO STDOUT{}").format(
-                columns, table.ident, condition, binary)
+            what = sql.SQL("(SELECT {} FROM ONLY {} WHERE {})").format(columns, table.ident, condition)
+        request = self.request
+        return [request.clients["psql"], "--no-psqlrc", "--no-password", "--set=ON_ERROR_STOP=1",
+                "--output=%s" % tags,
+                "--command=BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY",
+                "--command=SET TRANSACTION SNAPSHOT '%s'" % request.snapshot,
+                "--command=" + verify.SESSION_SETUP,
+                "--command=SET client_encoding = '%s'" % self.encoding,
+                # a meta-command: the rows go to psql's standard output, the tag to --output
+                "--command=\\copy %s TO pstdout%s" % (what.as_string(target),
+                                                      " WITH (FORMAT binary)" if table.binary else ""),
+                "--command=COMMIT",
+                "--dbname=%s" % request.source.conninfo(request.database, read_only=True)]
+
+    def _copy_part(self, target, table, condition):
+        """One part of a table: psql's COPY TO on the source into a pipe, COPY FROM on the target
+        out of it; committed only when psql sent every row."""
+        with self._lock:
+            self._parts_started += 1
+            name = os.path.join(self.request.private_dir, "copy-%d" % self._parts_started)
+        columns = sql.SQL(", ").join(sql.Identifier(c) for c in table.columns)
         freeze = table.parts == 1
         options = [o for o, wanted in (("FORMAT binary", table.binary), ("FREEZE", freeze)) if wanted]
         receive = sql.SQL("COPY {}{} FROM STDIN{}").format(
-            table.ident, column_list, sql.SQL(" (%s)" % ", ".join(options)) if options else sql.SQL(""))
+            table.ident, sql.SQL(" ({})").format(columns) if table.columns else sql.SQL(""),
+            sql.SQL(" (%s)" % ", ".join(options)) if options else sql.SQL(""))
         started = time.time()
-        read_end, write_end = os.pipe()
-        sent = {}
-        sender = threading.Thread(target=self._send, args=(source, send, write_end, sent), name="send")
-        sender.daemon = True
-        sender.start()
+        children = self.request.children
+        sender = children.start(self._copy_out(target, table, condition, name + ".tags"), self.request.env,
+                                name + ".log")
         try:
-            with os.fdopen(read_end, "rb", buffering=PIPE_BUFFER) as pipe, target.cursor() as cur:
+            with target.cursor() as cur:
                 if freeze:
                     cur.execute(sql.SQL("TRUNCATE ONLY {}").format(table.ident))
-                cur.copy_expert(receive, _Counting(pipe, self._moved_bytes), size=COPY_CHUNK)
+                cur.copy_expert(receive, _Counting(sender.stdout, self._moved_bytes), size=COPY_CHUNK)
                 received = cur.rowcount
         except psycopg2.Error as exc:
-            sender.join()
             target.rollback()
-            if "error" in sent and not isinstance(sent["error"], BrokenPipeError):  # the source failed first
-                raise self._source_failed(table, sent["error"]) from None
+            if children.finish(sender, stop=True) > 0:  # psql failed on its own (not stopped): the source first
+                raise self._source_failed(table, name) from None
             raise CopyFailed("restore", "copying the rows of %s into %s on the target %s failed: %s"
                              % (table.qualified, self.request.target_database, self.request.target.address,
                                 verify.first_line(exc))) from None
         except BaseException:
-            sender.join(5)
+            children.finish(sender, stop=True)
             raise
-        sender.join()
-        if "error" in sent:  # the target got end of file: never commit what may be a part of the rows
+        sent = _copied_rows(name + ".tags") if children.finish(sender) == 0 else None
+        if sent is None:  # the target got end of file: never commit what may be a part of the rows
             target.rollback()
-            raise self._source_failed(table, sent["error"])
+            raise self._source_failed(table, name)
         target.commit()
+        for suffix in (".tags", ".log"):
+            os.unlink(name + suffix)
         with self._lock:
             self.timeline.append(("copy", table.key, started, time.time()))
             counts = self.rows.setdefault(table.key, [0, 0])
-            counts[0] += sent["rows"]
+            counts[0] += sent
             counts[1] += received
             table.parts_left -= 1
             complete = table.parts_left == 0
         if complete:
             self._complete.put(table)
 
-    def _send(self, source, statement, write_end, sent):
-        try:
-            with os.fdopen(write_end, "wb", buffering=PIPE_BUFFER) as pipe, source.cursor() as cur:
-                cur.copy_expert(statement, pipe)
-                sent["rows"] = cur.rowcount
-        except BaseException as exc:  # pylint: disable=broad-except
-            sent["error"] = exc
-
-    def _source_failed(self, table, exc):
+    def _source_failed(self, table, name):
         return CopyFailed("dump", "reading the rows of %s from %s on the source %s failed: %s"
                           % (table.qualified, self.request.database, self.request.source.address,
-                             verify.first_line(exc)))
+                             " | ".join(pgtools.first_errors(name + ".log")) or "psql ended without its rows"))
 
     def _moved_bytes(self, _count):
         with self._lock:

@@ -16,7 +16,7 @@ import subprocess
 # Where distributions install versioned client binaries, newest first after sorting.
 CLIENT_DIR_GLOBS = ("/usr/lib/postgresql/*/bin", "/usr/pgsql-*/bin", "/usr/local/pgsql/bin",
                     "/opt/homebrew/opt/postgresql@*/bin", "/usr/local/opt/postgresql@*/bin")
-CLIENT_PROGRAMS = ("pg_dump", "pg_restore", "vacuumdb")
+CLIENT_PROGRAMS = ("pg_dump", "pg_restore", "vacuumdb", "psql")
 
 
 class ToolProblem(Exception):
@@ -76,7 +76,7 @@ def _find_clients(bin_dir=None):
     if best is None:
         where = bin_dir or "PATH and " + ", ".join(CLIENT_DIR_GLOBS)
         raise ToolProblem(
-            "pg_dump, pg_restore and vacuumdb were not found in %s: install the PostgreSQL client "
+            "pg_dump, pg_restore, vacuumdb and psql were not found in %s: install the PostgreSQL client "
             "of at least the source server's major version (e.g. apt-get install postgresql-client-17) "
             "or set bin_dir" % where)
     return best

@@ -121,7 +121,7 @@ options:
     default: true
   bin_dir:
     description:
-      - Directory with C(pg_dump), C(pg_restore) and C(vacuumdb).
+      - Directory with C(pg_dump), C(pg_restore), C(vacuumdb) and C(psql) (O(data_path=parallel) copies the rows with it).
       - By default the newest client found on C(PATH), in C(/usr/lib/postgresql/*/bin) or in
         C(/usr/pgsql-*/bin) is used.
     type: path

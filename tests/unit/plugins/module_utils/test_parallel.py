@@ -82,3 +82,12 @@ def test_concurrency_is_time_weighted():
 def test_target_connections_cover_copy_index_and_wide_restore():
     # jobs copy + (jobs - 1) index + one pg_restore with a leader and jobs workers + the rest + ours.
     assert parallel.target_connections(2) == 2 + 1 + 3 + 1 + 1
+
+
+def test_rows_sent_come_from_psqls_last_copy_tag(tmp_path):
+    tags = tmp_path / "copy-1.tags"
+    tags.write_text("BEGIN\nSET\nSET\nCOPY 1200\nCOMMIT\n")
+    assert parallel._copied_rows(str(tags)) == 1200
+    tags.write_text("BEGIN\nSET\n")  # psql stopped before its \copy ended
+    assert parallel._copied_rows(str(tags)) is None
+    assert parallel._copied_rows(str(tmp_path / "missing.tags")) is None
