@@ -160,9 +160,14 @@ def interrupt_lost(pid=None):
     catches SIGINT. Its handler resets SIGINT on the first Ctrl-C and raises KeyboardInterrupt; when
     that Ctrl-C comes while it forks a worker, the exception is raised inside fork's callbacks,
     where Python ignores it, and the play goes on as if nothing happened. False where it cannot
-    tell (no /proc)."""
+    tell (no /proc, or the parent is not ansible-playbook, as with a strategy that runs tasks
+    elsewhere)."""
+    pid = pid or os.getppid()
     try:
-        with open("/proc/%d/status" % (pid or os.getppid())) as status:
+        with open("/proc/%d/cmdline" % pid, "rb") as cmdline:
+            if b"ansible" not in cmdline.read():
+                return False
+        with open("/proc/%d/status" % pid) as status:
             for line in status:
                 if line.startswith("SigCgt:"):
                     return not int(line.split()[1], 16) & (1 << (signal.SIGINT - 1))

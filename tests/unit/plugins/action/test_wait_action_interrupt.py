@@ -21,9 +21,11 @@ time.sleep(60)
 """
 
 
-@pytest.mark.parametrize("disposition, lost", [("caught", False), ("default", True)])
-def test_a_lost_interrupt_is_seen_in_the_parents_signal_disposition(disposition, lost):
-    proc = subprocess.Popen([sys.executable, "-c", PROGRAM, disposition], stdout=subprocess.PIPE, text=True)
+@pytest.mark.parametrize("disposition, name, lost", [("caught", "ansible-playbook", False),
+                                                     ("default", "ansible-playbook", True),
+                                                     ("default", "sh", False)])  # not ansible-playbook: cannot tell
+def test_a_lost_interrupt_is_seen_in_the_parents_signal_disposition(disposition, name, lost):
+    proc = subprocess.Popen([sys.executable, "-c", PROGRAM, disposition, name], stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout.readline() == "ready\n"
         assert interrupt_lost(proc.pid) is lost
