@@ -256,7 +256,7 @@ def client_cpu_share(report):
     if not run or not run.get("cpu_by_program_s"):
         return None
     ours = sum(seconds for name, seconds in run["cpu_by_program_s"].items()
-               if name in ("ansible-playbook", "python (ansible modules)"))
+               if name == "ansible-playbook" or name.startswith("python"))
     total = (run.get("client_cpu_s") or 0) + (run.get("source_cpu_s") or 0) + (run.get("target_cpu_s") or 0)
     return ours / total if total else None
 

@@ -61,6 +61,26 @@ def path_bytes(path):
         return 0
 
 
+def program_name(pid, comm):
+    """What a client process is, for CPU by program: ansible-playbook (and its forked workers), the
+    Python processes by the Ansible module they run (`python: codacy_db_migrate`, `python:
+    async_wrapper`), other programs by their name."""
+    if comm.startswith("ansible-playbo"):
+        return "ansible-playbook"
+    if not comm.startswith("python"):
+        return comm
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as handle:
+            argv = handle.read().split(b"\0")
+    except OSError:
+        argv = []
+    for arg in argv[1:3]:
+        found = re.search(r"(?:AnsiballZ_)?([A-Za-z0-9_]+)\.py$", arg.decode("utf-8", "replace"))
+        if found:
+            return "python: %s" % found.group(1)
+    return "python: other"
+
+
 class Sampler(threading.Thread):
     """Every INTERVAL seconds: dump disk, RSS and CPU of the client processes (our descendants other
     than PostgreSQL servers), CPU of both servers; keeps peaks, per-program activity and a 1 s timeline."""
@@ -90,7 +110,9 @@ class Sampler(threading.Thread):
         for pid in clients:
             comm, ticks = procs[pid][1], procs[pid][2]
             comms.add(comm)
-            self.cpu_by_pid[pid] = (comm, max(ticks, self.cpu_by_pid.get(pid, (comm, 0))[1]))
+            known = self.cpu_by_pid.get(pid)
+            name = known[0] if known else program_name(pid, comm)
+            self.cpu_by_pid[pid] = (name, max(ticks, known[1] if known else 0))
         disk = sum(path_bytes(p) for p in self.disk_paths)
         self.peak_disk = max(self.peak_disk, disk)
         self.peak_rss = max(self.peak_rss, rss)
@@ -136,9 +158,7 @@ class Sampler(threading.Thread):
         servers = self._last["servers"]
         start = self.start_machine
         by_program = {}
-        for comm, ticks in self.cpu_by_pid.values():
-            name = ("ansible-playbook" if comm.startswith("ansible-playbo") else
-                    "python (ansible modules)" if comm.startswith("python") else comm)
+        for name, ticks in self.cpu_by_pid.values():
             by_program[name] = by_program.get(name, 0.0) + ticks / CLK_TCK
         client_cpu = machine["children_cpu"] - start["children_cpu"]
         source_cpu = servers.get("source", 0) - self.start_servers.get("source", 0)
