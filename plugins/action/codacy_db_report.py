@@ -43,7 +43,7 @@ class ActionModule(ActionBase):
             fd, temporary = tempfile.mkstemp(prefix=".codacy-db-report-", dir=directory)  # created 0600
         except OSError as exc:
             raise AnsibleActionFail("codacy_db_report: cannot write the report %s (%s): check that the directory "
-                                    "exists and is writable" % (dest, exc.strerror))
+                                    "exists and is writable" % (dest, exc.strerror)) from None
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
                 handle.write(text)
@@ -51,5 +51,5 @@ class ActionModule(ActionBase):
         except OSError as exc:
             if os.path.exists(temporary):
                 os.unlink(temporary)
-            raise AnsibleActionFail("codacy_db_report: cannot write the report %s (%s)" % (dest, exc.strerror))
+            raise AnsibleActionFail("codacy_db_report: cannot write the report %s (%s)" % (dest, exc.strerror)) from None
         return result

@@ -15,7 +15,7 @@ description:
   - Writes O(content) as indented JSON to O(dest) on the controller (where ansible-playbook runs), whatever host the
     task runs for, replacing the file at once (a reader never sees half a report), with mode C(0600).
   - Never reports a change (a report is not a change to the servers), so an unchanged rerun stays at C(changed=0).
-  - The role M(codacy.selfhosted.db_migration) writes its per-installation report and its fleet summary with it.
+  - The role C(codacy.selfhosted.db_migration) writes its per-installation report and its fleet summary with it.
 author:
   - Codacy Self-hosted team (@codacy)
 options:
@@ -30,14 +30,16 @@ options:
 attributes:
   check_mode:
     support: full
-    details: In check mode nothing is written.
+    description: In check mode nothing is written.
   diff_mode:
     support: none
-  platform:
-    platforms: posix
+    description: Nothing to compare.
+  idempotent:
+    support: full
+    description: The same content gives the same file; the task never reports a change.
   action:
     support: full
-    details: Runs on the controller only (an action plugin); the managed host is not contacted.
+    description: Runs on the controller only (an action plugin); the managed host is not contacted.
 seealso:
   - module: codacy.selfhosted.codacy_db_migrate
 """
