@@ -167,9 +167,10 @@ from ansible_collections.codacy.selfhosted.plugins.module_utils.progress import 
 from ansible_collections.codacy.selfhosted.plugins.module_utils.rundir import RunDir
 
 # A heartbeat younger than this says another run is waiting for its migrations right now (the
-# waiting module touches it every half second). Migrations whose run was interrupted end within
+# waiting module touches it every LOOK_EVERY seconds). Migrations whose run was interrupted end within
 # seconds once their heartbeat is gone; this long at most is waited for them.
 RUNNING_HEARTBEAT = 30
+LOOK_EVERY = 5  # seconds between two walks of /proc for the jobs' processes while none finished
 ORPHANS_END_WITHIN = 90
 
 
@@ -280,6 +281,37 @@ def unknown_job_state(job, progress):
             "failed": True, "database": job["name"], "phase": progress.get("phase"), "action": progress.get("action"),
             "msg": "%s: interrupted while it started" % job["name"]}}
     return {"name": job["name"], "finished": False, "progress": progress}
+
+
+def result_files(jobs, async_dir):
+    return [job.get("results_file") or os.path.join(async_dir, job["jid"]) for job in jobs if job.get("jid")]
+
+
+def file_signature(path):
+    try:
+        found = os.stat(path)
+    except OSError:
+        return None
+    return found.st_size, found.st_mtime_ns
+
+
+def watch(jobs, async_dir, interval):
+    """The jobs' states, once one finished or `interval` passed, so that the controller prints a
+    progress line per answer and never reports a finished job late. In between, every half second,
+    only the results files are looked at (a stat each: async_wrapper rewrites a job's file with its
+    result); the jobs' processes (a walk of /proc) and progress files every LOOK_EVERY seconds."""
+    deadline = time.time() + interval
+    while True:
+        beat(jobs)
+        found = states(jobs, async_dir)
+        if any(job["finished"] for job in found) or time.time() >= deadline:
+            return found
+        looked = time.time()
+        signatures = [file_signature(path) for path in result_files(jobs, async_dir)]
+        while time.time() < min(deadline, looked + LOOK_EVERY):
+            time.sleep(0.5)
+            if [file_signature(path) for path in result_files(jobs, async_dir)] != signatures:
+                break
 
 
 def prepare(run_dir, work_dir):
@@ -404,16 +436,8 @@ def main():
     if module.params["_mode"] == "reap":
         reap([job["jid"] for job in module.params["_jobs"] if job.get("jid")])
         module.exit_json(changed=False)
-    # Look every half second, and answer as soon as a job finished or `interval` passed: the
-    # controller prints a progress line per answer and never notices a finished job late.
-    deadline = time.time() + module.params["interval"]
-    while True:
-        beat(module.params["_jobs"])
-        jobs = states(module.params["_jobs"], module.params["_async_dir"])
-        if any(job["finished"] for job in jobs) or time.time() >= deadline:
-            break
-        time.sleep(0.5)
-    module.exit_json(changed=False, jobs=jobs, now=time.time())
+    module.exit_json(changed=False, jobs=watch(module.params["_jobs"], module.params["_async_dir"],
+                                               module.params["interval"]), now=time.time())
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ whose process is gone without a result ends the wait with a failure instead of a
 import json
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -64,3 +65,24 @@ def test_without_results_file_the_result_is_read_from_the_async_dir(tmp_path, jo
     write(tmp_path / ".ansible_async" / job_process, {"changed": False, "action": "unchanged"})
     [state] = codacy_db_wait.states([{"name": "jobs", "jid": job_process}], str(tmp_path / ".ansible_async"))
     assert state["finished"] and state["result"]["action"] == "unchanged"
+
+
+def test_a_finished_job_is_answered_at_once_between_two_walks_of_proc(tmp_path, job_process):
+    results = write(tmp_path / "results", {"started": True, "finished": False})
+    jobs = [{"name": "jobs", "jid": job_process, "results_file": results}]
+    writer = threading.Timer(1.0, write, (tmp_path / "results", {"changed": True, "action": "migrated"}))
+    writer.start()
+    started = time.time()
+    [state] = codacy_db_wait.watch(jobs, str(tmp_path), interval=30)
+    writer.join()
+    assert state["finished"] and state["result"]["action"] == "migrated"
+    assert time.time() - started < codacy_db_wait.LOOK_EVERY, "noticed by the results file's stat, not the next walk"
+
+
+def test_without_a_finished_job_the_answer_comes_after_the_interval(tmp_path, job_process):
+    results = write(tmp_path / "results", {"started": True, "finished": False})
+    started = time.time()
+    [state] = codacy_db_wait.watch([{"name": "jobs", "jid": job_process, "results_file": results}], str(tmp_path),
+                                   interval=2)
+    assert not state["finished"]
+    assert 2 <= time.time() - started < codacy_db_wait.LOOK_EVERY
