@@ -256,23 +256,27 @@ class ActionModule(ActionBase):
                       "size": entry.get("size"), "position": int(entry["position"]),
                       "progress_file": run_dir.progress_file(int(entry["position"])), "launched": False}
                      for entry in args["start"]]
+        # One background module run migrates them all, each in a process of its own (its `batch`).
+        self._refuse_after_a_lost_interrupt()
+        batch = [{"database": job["name"], "target_database": job["target_name"], "position": job["position"],
+                  "progress_file": job["progress_file"], "result_file": run_dir.result_file(job["position"])}
+                 for job in self.jobs]
+        module_args = dict(migrate, batch=batch, queue={"dir": run_dir.path, "slots": slots,
+                                                        "heartbeat_timeout": heartbeat_timeout})
         for job in self.jobs:
-            self._refuse_after_a_lost_interrupt()
-            module_args = dict(migrate, database=job["name"], target_database=job["target_name"],
-                               progress_file=job["progress_file"],
-                               queue={"dir": run_dir.path, "slots": slots, "position": job["position"],
-                                      "heartbeat_timeout": heartbeat_timeout})
             job["launched"] = True  # from now on an interrupt must stop it too
-            started = self._start_one(module_args, int(args.get("async_limit", 604800)))
-            if started.get("failed") or not started.get("ansible_job_id"):
+        started = self._start_one(module_args, int(args.get("async_limit", 604800)))
+        if started.get("failed") or not started.get("ansible_job_id"):
+            for job in self.jobs:
                 self.done[job["name"]] = dict(started, failed=True, database=job["name"], phase="start",
                                               msg="%s: the background migration did not start: %s"
                                                   % (job["name"], started.get("msg")))
-                self.say("%s: FAILED to start" % job["name"])
-                continue
-            job.update(jid=started["ansible_job_id"], results_file=started.get("results_file"))
-            if time.time() - self.last_report >= self.interval:  # starting many can take a while
-                self._report(self._look(0))
+            self.say("FAILED to start the migrations: %s" % started.get("msg"))
+            return
+        for job, entry in zip(self.jobs, batch):
+            # Each result is read from its own file; the batch's own (async_wrapper's) is removed at the end.
+            job.update(jid=started["ansible_job_id"], results_file=entry["result_file"],
+                       batch_results_file=started.get("results_file"))
 
     def _start_one(self, module_args, async_limit):
         """Run codacy_db_migrate in the background, as a task with `async` and `poll: 0` does."""
@@ -307,7 +311,8 @@ class ActionModule(ActionBase):
 
     @staticmethod
     def _job_args(job):
-        return dict((key, job.get(key)) for key in ("name", "jid", "results_file", "progress_file"))
+        return dict((key, job.get(key)) for key in ("name", "jid", "results_file", "progress_file",
+                                                    "batch_results_file"))
 
     def _outcome(self, job, result):
         if result.get("failed"):

@@ -47,6 +47,13 @@ class RunDir:
     def progress_file(self, position):
         return posixpath.join(self.path, "progress-%d.json" % position)
 
+    def result_file(self, position):
+        """Where the migration at `position` writes its result (codacy_db_migrate's `batch`)."""
+        return posixpath.join(self.path, "result-%d.json" % position)
+
+    def result_files(self):
+        return glob.glob(posixpath.join(self.path, "result-*.json*"))
+
     def progress_files(self):
         return sorted(glob.glob(posixpath.join(self.path, "progress-*.json")))
 

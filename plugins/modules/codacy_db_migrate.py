@@ -49,8 +49,40 @@ options:
   database:
     description:
       - Name of the database on the source server.
+      - Required unless O(batch) is given.
     type: str
-    required: true
+  batch:
+    description:
+      - Several migrations in one module run, each in a process of its own forked from the module's (so that
+        starting each costs no new interpreter, imports or, in the background, async_wrapper). Each item names a
+        database and where its result goes; every other option applies to all of them. The module waits for all
+        and returns their RV(results). M(codacy.selfhosted.codacy_db_wait) starts the role's migrations this way.
+      - Each migration writes its result, as the module would return it for that database alone, to its
+        O(batch[].result_file) (mode 0600); one whose process ended without writing it (killed) gets a failed
+        result saying so.
+      - Mutually exclusive with O(database).
+    type: list
+    elements: dict
+    version_added: 1.1.0
+    suboptions:
+      database:
+        description: Name of the database on the source server.
+        type: str
+        required: true
+      target_database:
+        description: Name of the database on the target server (default O(batch[].database)).
+        type: str
+      position:
+        description: Its place in O(queue) (0 first).
+        type: int
+        default: 0
+      progress_file:
+        description: Its progress file (see O(progress_file)).
+        type: path
+      result_file:
+        description: Where its result is written (an earlier file there is removed first).
+        type: path
+        required: true
   target_database:
     description:
       - Name of the database on the target server. It must exist (the role
@@ -305,6 +337,13 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+results:
+  description: With O(batch), the result of each migration, in the order of O(batch) (each as the module returns
+    it for one database, with C(failed) and C(msg) when it failed).
+  returned: with O(batch)
+  type: list
+  elements: dict
+  version_added: 1.1.0
 action:
   description: What the run did (or, in check mode, would do).
   returned: always
@@ -437,13 +476,20 @@ import traceback
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.codacy.selfhosted.plugins.module_utils import guard, online, pgtools
+from ansible_collections.codacy.selfhosted.plugins.module_utils import batch, guard, online, pgtools
 from ansible_collections.codacy.selfhosted.plugins.module_utils.connection import (
     HAS_PSYCOPG2, PSYCOPG2_IMPORT_ERROR, ConnectionProblem, endpoint_argument_spec, forget_module_file)
 from ansible_collections.codacy.selfhosted.plugins.module_utils.migration import Failure
 
 ARGUMENT_SPEC = dict(
-    database=dict(type="str", required=True),
+    database=dict(type="str"),
+    batch=dict(type="list", elements="dict", options=dict(
+        database=dict(type="str", required=True),
+        target_database=dict(type="str"),
+        position=dict(type="int", default=0),
+        progress_file=dict(type="path"),
+        result_file=dict(type="path", required=True),
+    )),
     target_database=dict(type="str"),
     source=endpoint_argument_spec(),
     target=endpoint_argument_spec(),
@@ -498,22 +544,47 @@ def failure(migration, exc):
     return result
 
 
+def run_one(params, check_mode=False, diff=False):
+    """One migration: its result as the module returns it (`failed` and `msg` set when it failed,
+    `warnings` a list)."""
+    problems = online.validate(params, probe_write=not check_mode)
+    if problems:
+        return dict(failed=True, msg="; ".join(problems), phase="validate", action="refused", changed=False)
+    migration = online.make(params, check_mode=check_mode, diff=diff)
+    try:
+        result = dict(migration.run())
+    except (Exception, guard.Interrupted) as exc:  # pylint: disable=broad-except
+        result = dict(failure(migration, exc), failed=True)
+    if migration.warnings:
+        result["warnings"] = list(migration.warnings)
+    return result
+
+
+def params_of(params, entry):
+    """The module's parameters for one entry of `batch`."""
+    one = dict(params, batch=None, database=entry["database"], target_database=entry["target_database"],
+               progress_file=entry["progress_file"])
+    if params["queue"]:
+        one["queue"] = dict(params["queue"], position=entry["position"])
+    return one
+
+
 def main():
-    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True,
+                           required_one_of=[("database", "batch")], mutually_exclusive=[("database", "batch")])
     forget_module_file(module)  # it holds the passwords
     if not HAS_PSYCOPG2:
         module.fail_json(msg=missing_required_lib("psycopg2"), exception=PSYCOPG2_IMPORT_ERROR)
-    problems = online.validate(module.params, probe_write=not module.check_mode)
-    if problems:
-        module.fail_json(msg="; ".join(problems), phase="validate", action="refused", changed=False)
-    migration = online.make(module.params, check_mode=module.check_mode, diff=module._diff)
-    try:
-        result = migration.run()
-    except (Exception, guard.Interrupted) as exc:  # pylint: disable=broad-except
-        module.fail_json(**failure(migration, exc))
-    for warning in migration.warnings:
+    if module.params["batch"]:
+        results = batch.run(module.params["batch"], lambda entry: run_one(
+            params_of(module.params, entry), module.check_mode, module._diff))
+        module.exit_json(changed=any(r.get("changed") for r in results), results=results)
+    result = run_one(module.params, module.check_mode, module._diff)
+    for warning in result.pop("warnings", []):
         module.warn(warning)
-    module.exit_json(**dict(result))
+    if result.pop("failed", False):
+        module.fail_json(**result)
+    module.exit_json(**result)
 
 
 if __name__ == "__main__":

@@ -269,6 +269,8 @@ def states(jobs, async_dir):
             continue
         results_file = job.get("results_file") or os.path.join(async_dir, job["jid"])
         is_running = job["jid"] in running if running is not None else alive(progress.get("pid"))
+        if job.get("batch_results_file") and not is_running:  # one of a batch: its own process may outlive the batch's
+            is_running = bool(progress.get("pid")) and not progress.get("finished") and alive(progress["pid"])
         found.append(job_state(job, results_file, is_running, progress))
     return found
 
@@ -304,6 +306,8 @@ def watch(jobs, async_dir, interval):
     while True:
         beat(jobs)
         found = states(jobs, async_dir)
+        if all(job["finished"] for job in found):
+            end_batches(jobs)
         if any(job["finished"] for job in found) or time.time() >= deadline:
             return found
         looked = time.time()
@@ -312,6 +316,23 @@ def watch(jobs, async_dir, interval):
             time.sleep(0.5)
             if [file_signature(path) for path in result_files(jobs, async_dir)] != signatures:
                 break
+
+
+def end_batches(jobs, within=10):
+    """Once every migration of a batch has handed over its result: remove the batch's own result
+    (async_wrapper writes it as the batch ends, a moment after the last migration) and end its
+    async_wrapper."""
+    batches = dict((job["jid"], job["batch_results_file"]) for job in jobs if job.get("batch_results_file"))
+    deadline = time.time() + within
+    for jid, path in batches.items():
+        while final_result(path) is None and time.time() < deadline:
+            running = running_jobs([jid])
+            if running is not None and jid not in running:
+                break
+            time.sleep(0.1)
+        if os.path.exists(path):
+            os.unlink(path)
+    reap(list(batches))
 
 
 def prepare(run_dir, work_dir):
@@ -342,7 +363,7 @@ def prepare(run_dir, work_dir):
                             "nothing was started; stop them or wait for them"
                             % (", ".join(sorted(live)), run.path, ORPHANS_END_WITHIN,
                                ", ".join(str(pid) for pid in live.values())))
-    for path in run.progress_files():
+    for path in run.progress_files() + run.result_files():  # never taken for this run's
         os.unlink(path)
     if work_dir:
         privatedir.remove_abandoned(work_dir)
@@ -381,6 +402,8 @@ def stop(run_dirs, jobs, async_dir, within, unseen_grace):
         if all(state["finished"] for state in found) or time.time() > began + within:
             break
         time.sleep(0.25)
+    if all(state["finished"] for state in found):
+        end_batches(jobs)
     reap([job["jid"] for job, state in zip(jobs, found) if state["finished"] and job.get("jid")])
     return found
 

@@ -144,19 +144,10 @@ def run_in_process(args, check_mode=False):
     argument spec and validation; `failed` and `msg` are set as the module sets them."""
     from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
-    from ansible_collections.codacy.selfhosted.plugins.module_utils import guard, online
     from ansible_collections.codacy.selfhosted.plugins.modules import codacy_db_migrate
 
     validated = ArgumentSpecValidator(codacy_db_migrate.ARGUMENT_SPEC).validate(args)
     assert not validated.error_messages, validated.error_messages
-    params = validated.validated_parameters
-    problems = online.validate(params, probe_write=not check_mode)
-    if problems:
-        return {"failed": True, "changed": False, "action": "refused", "phase": "validate", "msg": "; ".join(problems)}
-    migration = online.make(params, check_mode=check_mode)
-    try:
-        result = dict(migration.run())
-    except (Exception, guard.Interrupted) as exc:  # pylint: disable=broad-except
-        result = dict(codacy_db_migrate.failure(migration, exc), failed=True)
-    result["warnings"] = list(migration.warnings)
+    result = codacy_db_migrate.run_one(validated.validated_parameters, check_mode=check_mode)
+    result.setdefault("warnings", [])
     return result
