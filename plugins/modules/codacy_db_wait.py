@@ -154,7 +154,6 @@ results:
   elements: dict
 """
 
-import json
 import os
 import shutil
 import signal
@@ -163,6 +162,7 @@ import time
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.codacy.selfhosted.plugins.module_utils import privatedir
+from ansible_collections.codacy.selfhosted.plugins.module_utils.batch import read_result
 from ansible_collections.codacy.selfhosted.plugins.module_utils.progress import read as read_progress
 from ansible_collections.codacy.selfhosted.plugins.module_utils.rundir import RunDir
 
@@ -174,12 +174,6 @@ LOOK_EVERY = 5  # seconds between two walks of /proc for the jobs' processes whi
 ORPHANS_END_WITHIN = 90
 
 
-def read_json(path):
-    try:
-        with open(path) as handle:
-            return json.load(handle)
-    except (OSError, ValueError):
-        return None
 
 
 def alive(pid):
@@ -219,7 +213,7 @@ def running_jobs(jids):
 
 
 def final_result(path):
-    data = read_json(path)
+    data = read_result(path)
     return data if data is not None and "started" not in data else None
 
 
