@@ -174,8 +174,6 @@ LOOK_EVERY = 5  # seconds between two walks of /proc for the jobs' processes whi
 ORPHANS_END_WITHIN = 90
 
 
-
-
 def alive(pid):
     try:
         os.kill(int(pid), 0)
