@@ -12,9 +12,10 @@ module: codacy_db_wait
 short_description: Start background database migrations and wait for them, showing their progress
 version_added: 1.0.0
 description:
-  - With O(start), starts a background run of M(codacy.selfhosted.codacy_db_migrate) for every database (as a
-    task with C(async) and C(poll=0) would), O(slots) of them copying at a time in the given order; with O(started),
-    waits for migrations that a loop of such tasks started.
+  - With O(start), starts one background run of M(codacy.selfhosted.codacy_db_migrate) (as a task with C(async) and
+    C(poll=0) would) that migrates every database, each in a process of its own (its
+    O(codacy.selfhosted.codacy_db_migrate#module:batch)), O(slots) of them copying at a time in the given order;
+    with O(started), waits for migrations that a loop of such tasks started.
   - Every O(interval) seconds it prints the run's progress (databases done, bytes and rows copied of the total,
     elapsed time and an estimate of the time left) and, for each database copying, its phase, bytes and rows
     copied of the source's, tables done, elapsed time and time left, so a long copy never looks hung. A finished
