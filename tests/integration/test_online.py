@@ -428,33 +428,37 @@ def test_restarts_and_a_stopped_subscription_while_following(logical_source, sub
     cutover leaves): each rerun goes on following, and the cutover still finds every write."""
     source, target = logical_source, subscriber
     writer = application_database(source, target, dbname, bulk_rows=20000)
-    writer.start()
     try:
-        succeeded(run_in_process(online_args(source, target, dbname, work_dir)), "migrated")
-        time.sleep(1)
-        for server in (source, target):
-            server.stop()
+        writer.start()
+        try:
+            succeeded(run_in_process(online_args(source, target, dbname, work_dir)), "migrated")
             time.sleep(1)
-            server.start()
-            time.sleep(1)
-            rerun = succeeded(run_in_process(online_args(source, target, dbname, work_dir)), "following")
-            assert not rerun["changed"]
-        wait_applied(source, target, dbname)
-        execute(target, dbname, "ALTER SUBSCRIPTION %s DISABLE" % rerun["replication"]["name"])
-        check = run_in_process(online_args(source, target, dbname, work_dir), check_mode=True)
-        assert check["action"] == "resumed" and check["changed"]
-        resumed = succeeded(run_in_process(online_args(source, target, dbname, work_dir)), "resumed")
-        assert "was stopped" in resumed["reasons"][0]
-        wait_applied(source, target, dbname)
-        execute(target, dbname, "ALTER SUBSCRIPTION %s DISABLE" % rerun["replication"]["name"])
-    finally:
-        writer.stop()
-    # A cutover in check mode changes nothing; one that finds the subscription stopped starts it first.
-    check = run_in_process(online_args(source, target, dbname, work_dir, mode="cutover"), check_mode=True)
-    assert check["action"] == "cut_over" and record_states(target, dbname) == ["following"]
-    succeeded(run_in_process(online_args(source, target, dbname, work_dir, mode="cutover")), "cut_over")
-    assert_equal(source, target, dbname, writer)
-    assert replication_objects(source, target, dbname) == []
+            for server in (source, target):
+                server.stop()
+                time.sleep(1)
+                server.start()
+                time.sleep(1)
+                rerun = succeeded(run_in_process(online_args(source, target, dbname, work_dir)), "following")
+                assert not rerun["changed"]
+            wait_applied(source, target, dbname)
+            execute(target, dbname, "ALTER SUBSCRIPTION %s DISABLE" % rerun["replication"]["name"])
+            check = run_in_process(online_args(source, target, dbname, work_dir), check_mode=True)
+            assert check["action"] == "resumed" and check["changed"]
+            resumed = succeeded(run_in_process(online_args(source, target, dbname, work_dir)), "resumed")
+            assert "was stopped" in resumed["reasons"][0]
+            wait_applied(source, target, dbname)
+            execute(target, dbname, "ALTER SUBSCRIPTION %s DISABLE" % rerun["replication"]["name"])
+        finally:
+            writer.stop()
+        # A cutover in check mode changes nothing; one that finds the subscription stopped starts it first.
+        check = run_in_process(online_args(source, target, dbname, work_dir, mode="cutover"), check_mode=True)
+        assert check["action"] == "cut_over" and record_states(target, dbname) == ["following"]
+        succeeded(run_in_process(online_args(source, target, dbname, work_dir, mode="cutover")), "cut_over")
+        assert_equal(source, target, dbname, writer)
+        assert replication_objects(source, target, dbname) == []
+    except BaseException:  # remove its replication, so that a failure here does not spill into the next tests
+        run_in_process(online_args(source, target, dbname, work_dir, mode="abort"))
+        raise
 
 
 def test_preflight_lists_what_online_migration_needs(source, target, dbname, tmp_path):
