@@ -56,7 +56,8 @@ options:
       - Several migrations in one module run, each in a process of its own forked from the module's (so that
         starting each costs no new interpreter, imports or, in the background, async_wrapper). Each item names a
         database and where its result goes; every other option applies to all of them. The module waits for all
-        and returns their RV(results). M(codacy.selfhosted.codacy_db_wait) starts the role's migrations this way.
+        and returns their RV(results) (the other return values below are then in each of the results, not at
+        the top). M(codacy.selfhosted.codacy_db_wait) starts the role's migrations this way.
       - Each migration writes its result, as the module would return it for that database alone, to its
         O(batch[].result_file) (mode 0600); one whose process ended without writing it (killed) gets a failed
         result saying so.
