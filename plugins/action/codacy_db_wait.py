@@ -297,8 +297,8 @@ class ActionModule(ActionBase):
 
     # -- waiting -----------------------------------------------------------------------------------
     def _look(self, interval):
-        """One look at the pending jobs (the module answers after `interval` s, or at once when one
-        finished); returns the host's clock."""
+        """One look at the pending jobs (the module answers after `interval` s, or at once when the
+        last one finished); returns the host's clock."""
         pending = [job for job in self.jobs if job["name"] not in self.done and job.get("launched", True)]
         state = self._call(_jobs=[self._job_args(job) for job in pending], interval=interval)
         for job, seen in zip(pending, state["jobs"]):

@@ -25,6 +25,14 @@ def migration_jobs(plan, run_dir):
     return [dict(entry, progress_file=RunDir(run_dir).progress_file(int(entry["position"]))) for entry in plan]
 
 
+def migration_creations(plan):
+    """The target databases to create, as codacy_db_create's `databases`: those of the plan whose
+    target does not exist, like their source (encoding, collation, owner)."""
+    return [{"name": entry["target_name"], "encoding": entry["encoding"], "lc_collate": entry["lc_collate"],
+             "lc_ctype": entry["lc_ctype"], "owner": entry.get("target_owner")}
+            for entry in plan if not entry.get("target_exists")]
+
+
 def migration_variable_problems(variables):
     """What is wrong with the role's variables that its modules cannot tell in the user's words:
     the servers' keys (a module's argument spec would name its own option, and the role's argument
@@ -321,6 +329,7 @@ def migration_fleet_table(fleet):
 class FilterModule(object):
     def filters(self):
         return {
+            "migration_creations": migration_creations,
             "migration_fleet": migration_fleet,
             "migration_fleet_table": migration_fleet_table,
             "migration_jobs": migration_jobs,

@@ -19,7 +19,8 @@ description:
   - Every O(interval) seconds it prints the run's progress (databases done, bytes and rows copied of the total,
     elapsed time and an estimate of the time left) and, for each database copying, its phase, bytes and rows
     copied of the source's, tables done, elapsed time and time left, so a long copy never looks hung. A finished
-    database is reported at once. Returns every migration's result, in order.
+    database is reported with the next progress line, and the task ends as soon as the last one finishes. Returns
+    every migration's result, in order.
   - While it waits, it touches the file C(heartbeat) beside the progress files; the migrations end when it goes
     stale or is removed (see O(codacy.selfhosted.codacy_db_migrate#module:queue.heartbeat_timeout)). When
     ansible-playbook is interrupted, at any point while the migrations start or run, it removes the heartbeat,
@@ -72,7 +73,8 @@ options:
         O(started), only once this task runs.
     type: dict
   interval:
-    description: Seconds between two progress lines (a finished job is reported at once).
+    description: Seconds between two progress lines (finished jobs are reported with them; the task ends as soon as
+      the last job finishes).
     type: int
     default: 10
   timeout:
@@ -229,9 +231,21 @@ def job_state(job, results_file, running, progress):
                        % (job["name"], progress.get("phase") or "starting")}}
     if data is None:
         return {"name": job["name"], "finished": False, "progress": progress}
-    os.unlink(results_file)  # like async_status cleanup: the result is handed over once
     data["finished"] = True
-    return {"name": job["name"], "finished": True, "result": data}
+    return {"name": job["name"], "finished": True, "result": data, "results_file": results_file}
+
+
+def hand_over(found):
+    """Remove the results files of the finished jobs among `found`, as async_status's cleanup does:
+    a result is handed over once. Only when answering, so that a wait killed before it answers
+    leaves every result it read for the next look."""
+    for state in found:
+        if state["finished"] and state.get("results_file"):
+            try:
+                os.unlink(state.pop("results_file"))
+            except OSError:
+                pass
+    return found
 
 
 def heartbeat_files(jobs):
@@ -291,24 +305,34 @@ def file_signature(path):
 
 
 def watch(jobs, async_dir, interval):
-    """The jobs' states, once one finished or `interval` passed, so that the controller prints a
-    progress line per answer and never reports a finished job late. In between, every half second,
-    only the results files are looked at (a stat each: async_wrapper rewrites a job's file with its
-    result); the jobs' processes (a walk of /proc) and progress files every LOOK_EVERY seconds."""
+    """The jobs' states once `interval` passed, or as soon as every job finished: one answer (one
+    module call) per progress line, however many databases finish in between. Every half second
+    only the results files are looked at (a stat each: a job's result replaces its file), so that
+    the last job's end is answered at once; the jobs' processes (a walk of /proc) and progress files
+    every LOOK_EVERY seconds."""
     deadline = time.time() + interval
+    found = [None] * len(jobs)
     while True:
         beat(jobs)
-        found = states(jobs, async_dir)
-        if all(job["finished"] for job in found):
+        look(jobs, found, async_dir)
+        if all(state["finished"] for state in found):
             end_batches(jobs)
-        if any(job["finished"] for job in found) or time.time() >= deadline:
-            return found
+            return hand_over(found)
+        if time.time() >= deadline:
+            return hand_over(found)
         looked = time.time()
         signatures = [file_signature(path) for path in result_files(jobs, async_dir)]
         while time.time() < min(deadline, looked + LOOK_EVERY):
             time.sleep(0.5)
             if [file_signature(path) for path in result_files(jobs, async_dir)] != signatures:
                 break
+
+
+def look(jobs, found, async_dir):
+    """Update `found` (one state per job, None at first) with the states of the jobs not yet finished."""
+    pending = [index for index, state in enumerate(found) if state is None or not state["finished"]]
+    for index, state in zip(pending, states([jobs[index] for index in pending], async_dir)):
+        found[index] = state
 
 
 def end_batches(jobs, within=10):
@@ -385,20 +409,19 @@ def stop(run_dirs, jobs, async_dir, within, unseen_grace):
     began = time.time()
     found = [None] * len(jobs)
     while True:
-        pending = [index for index, state in enumerate(found) if state is None or not state["finished"]]
-        for index, state in zip(pending, states([jobs[index] for index in pending], async_dir)):
-            if not state["finished"] and not jobs[index].get("jid") and not state["progress"] and \
+        look(jobs, found, async_dir)
+        for job, state in zip(jobs, found):
+            if not state["finished"] and not job.get("jid") and not state["progress"] and \
                     time.time() > began + unseen_grace:
-                state.update(finished=True, result={"failed": True, "database": jobs[index]["name"], "phase": "start",
-                                                    "msg": "%s: interrupted before it started" % jobs[index]["name"]})
-            found[index] = state
+                state.update(finished=True, result={"failed": True, "database": job["name"], "phase": "start",
+                                                    "msg": "%s: interrupted before it started" % job["name"]})
         if all(state["finished"] for state in found) or time.time() > began + within:
             break
         time.sleep(0.25)
     if all(state["finished"] for state in found):
         end_batches(jobs)
     reap([job["jid"] for job, state in zip(jobs, found) if state["finished"] and job.get("jid")])
-    return found
+    return hand_over(found)
 
 
 def reap(jids):

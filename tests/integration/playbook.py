@@ -27,7 +27,7 @@ class Play:
         self.fleet_report = str(tmp_path / "fleet.json")
         self.vars = {"db_migration_source": source.endpoint(), "db_migration_target": target.endpoint(),
                      "db_migration_work_dir": str(self.work_dir), "db_migration_report_path": self.report,
-                     "db_migration_fleet_report_path": self.fleet_report, "db_migration_progress_interval": 1}
+                     "db_migration_fleet_report_path": self.fleet_report}
         self.inventory = str(tmp_path / "inventory.yml")
         write_private(self.inventory, json.dumps({"all": {"hosts": {"localhost": {
             "ansible_connection": "local", "ansible_python_interpreter": sys.executable}}}}))

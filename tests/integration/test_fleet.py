@@ -35,7 +35,7 @@ class Fleet:
         self.hosts[name] = dict({
             "ansible_connection": "local", "ansible_python_interpreter": sys.executable,
             "db_migration_source": source.endpoint(), "db_migration_target": target.endpoint(),
-            "db_migration_work_dir": str(work_dir), "db_migration_progress_interval": 1}, **variables)
+            "db_migration_work_dir": str(work_dir)}, **variables)
 
     def run(self, *args):
         """ansible-playbook over the fleet, with a HOME that is not the user's home directory, as in an

@@ -70,7 +70,9 @@ def leftovers(play, source, target):
 def interrupt(play, source, target, when, what):
     """Run the role, send SIGINT once `when(output)` holds; return (output, seconds until nothing
     of the run was left)."""
-    proc = play.popen(db_migration_databases=DATABASES, db_migration_concurrency=2, env={"HOME": str(play.home)})
+    # (A progress line every second: the tests interrupt in a phase that the progress lines show.)
+    proc = play.popen(db_migration_databases=DATABASES, db_migration_concurrency=2, db_migration_progress_interval=1,
+                      env={"HOME": str(play.home)})
     output = Output(proc)
     wait_for(lambda: when(output) or proc.poll() is not None, timeout=600, what=what)
     assert proc.poll() is None, "the run ended before the interrupt:\n" + output.text()[-3000:]

@@ -1,6 +1,6 @@
 """Database-level properties travel; schema restrictions never lose objects silently."""
 
-from tests.integration.conftest import module_args, succeeded
+from tests.integration.conftest import ModuleRunner, module_args, succeeded
 from tests.integration.features import create_database, create_feature_database, execute
 from tests.support.compare import compare
 
@@ -70,3 +70,37 @@ def test_schema_restriction_that_would_lose_objects_is_refused(source, target, d
     for expected in ("extensions citext, pg_trgm", "1 large objects", "lookup.level", "schemas: []"):
         assert expected in result["msg"], result["msg"]
     assert execute(target, dbname, "SELECT count(*) FROM pg_class WHERE relnamespace = 'public'::regnamespace")[0][0] == 0
+
+
+def test_create_module_creates_several_databases_in_one_run(target, dbname, tmp_path):
+    """codacy_db_create's `databases`: the missing ones created like asked, an existing one left alone,
+    an owner the user cannot act as replaced by a warning; check mode creates nothing."""
+    create = ModuleRunner(tmp_path, module="codacy.selfhosted.codacy_db_create")
+    create_database(target, dbname + "_there")
+    execute(target, "postgres", "DROP ROLE IF EXISTS %s_owner; CREATE ROLE %s_owner" % (dbname, dbname))
+    specs = [{"name": dbname + "_latin", "encoding": "LATIN1", "lc_collate": "C", "lc_ctype": "C",
+              "owner": dbname + "_owner"},
+             {"name": dbname + "_there", "encoding": "UTF8", "lc_collate": "C", "lc_ctype": "C"},
+             {"name": dbname + "_nobody", "encoding": "UTF8", "lc_collate": "C.UTF-8", "lc_ctype": "C.UTF-8",
+              "owner": "no_such_role"}]
+    args = {"target": target.endpoint(), "databases": specs}
+    checked = create(args, check=True)
+    assert not checked.get("failed"), checked.get("msg")
+    assert [entry["changed"] for entry in checked["databases"]] == [True, False, True]
+    assert databases_like(target, dbname) == [dbname + "_there"], "check mode created nothing"
+    created = create(args)
+    assert not created.get("failed"), created.get("msg")
+    assert [(entry["name"], entry["changed"]) for entry in created["databases"]] == \
+        [(dbname + "_latin", True), (dbname + "_there", False), (dbname + "_nobody", True)]
+    assert created["databases"][2]["owner"] == target.superuser
+    assert any("cannot act as role no_such_role" in warning for warning in created.get("warnings", []))
+    assert execute(target, "postgres", "SELECT pg_encoding_to_char(encoding), datcollate, pg_get_userbyid(datdba)"
+                                       " FROM pg_database WHERE datname = %s", (dbname + "_latin",)) == \
+        [("LATIN1", "C", dbname + "_owner")]
+    again = create(args)
+    assert not again.get("failed") and not again["changed"], "existing databases are left alone"
+
+
+def databases_like(server, dbname):
+    return [row[0] for row in execute(server, "postgres", "SELECT datname FROM pg_database WHERE datname LIKE %s"
+                                      " ORDER BY 1", (dbname + "\\_%",))]

@@ -35,6 +35,8 @@ def test_result_is_read_where_the_job_wrote_it(tmp_path, job_process):
     jobs = [{"name": "jobs", "jid": job_process, "results_file": results}]
     [state] = codacy_db_wait.states(jobs, str(tmp_path / "not-here"))
     assert state["finished"] and state["result"]["action"] == "migrated"
+    assert (tmp_path / "elsewhere").exists(), "kept until the answer is given"
+    codacy_db_wait.hand_over([state])
     assert not (tmp_path / "elsewhere").exists(), "a result is handed over once"
 
 
@@ -86,3 +88,19 @@ def test_without_a_finished_job_the_answer_comes_after_the_interval(tmp_path, jo
                                    interval=2)
     assert not state["finished"]
     assert 2 <= time.time() - started < codacy_db_wait.LOOK_EVERY
+
+
+def test_one_of_two_jobs_finishing_is_answered_with_the_interval_not_before(tmp_path, job_process):
+    first = write(tmp_path / "first", {"started": True, "finished": False})
+    second = write(tmp_path / "second", {"started": True, "finished": False})
+    jobs = [{"name": "jobs", "jid": job_process, "results_file": first},
+            {"name": "metrics", "jid": job_process, "results_file": second}]
+    writer = threading.Timer(0.5, write, (tmp_path / "first", {"changed": True, "action": "migrated"}))
+    writer.start()
+    started = time.time()
+    states = codacy_db_wait.watch(jobs, str(tmp_path), interval=3)
+    writer.join()
+    assert [state["finished"] for state in states] == [True, False]
+    assert states[0]["result"]["action"] == "migrated"
+    assert not (tmp_path / "first").exists() and (tmp_path / "second").exists(), "the answered result is handed over"
+    assert 3 <= time.time() - started < codacy_db_wait.LOOK_EVERY, "one answer per interval, not one per finished job"
