@@ -99,7 +99,8 @@ def run(entries, run_one):
         except ChildProcessError:
             break
         entry = pids.pop(pid, None)
-        if entry is not None and read_result(entry["result_file"]) is None:
+        # (Status 0: it wrote its result, which the waiting module may already have taken away.)
+        if entry is not None and status != 0 and read_result(entry["result_file"]) is None:
             write_result(entry["result_file"], ended_without_result(entry, status))
     return [read_result(entry["result_file"]) for entry in entries]
 
