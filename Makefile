@@ -60,25 +60,29 @@ $(COLLECTION_LINK):
 	mkdir -p $(dir $@)
 	ln -sfn ../../../.. $@
 
-# The Molecule images build (mostly downloads) while lint, sanity and pytest run; the scenarios
-# start once both are done. docker and mmdebstrap are installed first, so that no two apt-get run
-# at once.
+# The Molecule images (mostly downloads) and PostgreSQL's regression database (tests/support/regressdb.py,
+# a compiler and pg_regress on the core that lint and sanity leave free) build while lint, sanity and
+# pytest run; the test that needs the database waits for it. The scenarios start once all is done.
+# docker and mmdebstrap are installed first, so that no two apt-get run at once.
 test: system venv collection
 	tests/containers/ensure_docker.sh
 	mkdir -p build
 	BUILD_JOBS=1 extensions/molecule/run.sh images > build/images.log 2>&1 & images=$$!; \
+	$(BIN)/python -m tests.support.regressdb > build/regress-prebuild.log 2>&1 & regress=$$!; \
 	$(MAKE) lint sanity pytest; tests=$$?; \
+	wait $$regress; \
 	wait $$images || { cat build/images.log; echo "make test: the Molecule images did not build (build/images.log)"; exit 1; }; \
 	[ $$tests = 0 ] || exit $$tests; \
 	SKIP_IMAGES=1 $(MAKE) molecule
 
-# Three test files at a time (most tests wait on servers and clients), the slowest files first so
-# that none of them starts last; pytest collects each file once.
-SLOW_FIRST := $(addprefix tests/integration/,test_faults.py test_online.py test_faults_processes.py \
-	test_role.py test_interrupt.py test_gold_standard.py) tests/bench $(addprefix tests/integration/,test_secrets.py \
-	test_fleet.py)
+# Three test files at a time (most tests wait on servers and clients), the slowest files first
+# (by their measured total) so that none of them starts last; --no-loadscope-reorder keeps this
+# order (xdist otherwise orders files by their number of tests). pytest collects each file once.
+SLOW_FIRST := $(addprefix tests/integration/,test_module.py test_faults.py test_online.py test_role.py \
+	test_gold_standard.py test_faults_processes.py test_interrupt.py test_fidelity.py test_safety.py \
+	test_parallel_engine.py test_secrets.py test_fleet.py) tests/bench
 pytest: system venv collection
-	$(BIN)/pytest -p no:cacheprovider -n 3 --dist loadfile --durations=40 $(SLOW_FIRST) tests/unit tests/integration $(PYTEST_ARGS)
+	$(BIN)/pytest -p no:cacheprovider -n 3 --dist loadfile --no-loadscope-reorder --durations=40 $(SLOW_FIRST) tests/unit tests/integration $(PYTEST_ARGS)
 
 unit: venv collection
 	$(BIN)/pytest -p no:cacheprovider tests/unit $(PYTEST_ARGS)
