@@ -104,8 +104,19 @@ def wait_applied(source, target, dbname, timeout=120):
     """Wait until the target has the writer's transactions that the source has now (the
     subscription applies; the writer may go on)."""
     last, count = execute(source, dbname, "SELECT max(n), count(*) FROM writer_ledger")[0]
-    wait_for(lambda: execute(target, dbname, "SELECT count(*) FROM writer_ledger WHERE n <= %s", (last,))[0][0] == count,
-             timeout=timeout, what="the target to apply the source's writes")
+    try:
+        wait_for(lambda: execute(target, dbname, "SELECT count(*) FROM writer_ledger WHERE n <= %s",
+                                 (last,))[0][0] == count,
+                 timeout=timeout, what="the target to apply the source's writes")
+    except AssertionError as exc:  # say what replication was doing, to find out why
+        raise AssertionError("%s: %s of %s applied; the target's subscriptions %s; the source's slots %s" % (
+            exc, execute(target, dbname, "SELECT count(*) FROM writer_ledger WHERE n <= %s", (last,))[0][0], count,
+            execute(target, dbname, "SELECT s.subname, s.subenabled, w.pid, w.received_lsn::text,"
+                                    " w.latest_end_lsn::text, w.last_msg_receipt_time::text FROM pg_subscription s"
+                                    " LEFT JOIN pg_stat_subscription w ON w.subid = s.oid"),
+            execute(source, dbname, "SELECT slot_name, active, active_pid, restart_lsn::text,"
+                                    " confirmed_flush_lsn::text, pg_current_wal_lsn()::text FROM pg_replication_slots"))) \
+            from None
 
 
 def test_online_copy_follow_and_cutover(logical_source, subscriber, dbname, run_module, work_dir):
