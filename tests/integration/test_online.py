@@ -101,16 +101,20 @@ def assert_equal(source, target, dbname, writer):
 
 
 def wait_applied(source, target, dbname, timeout=120):
-    """Wait until the target has the writer's transactions that the source has now (the
-    subscription applies; the writer may go on)."""
-    last, count = execute(source, dbname, "SELECT max(n), count(*) FROM writer_ledger")[0]
+    """Wait until the target has every writer transaction that the source has now (the
+    subscription applies; the writer may go on). Compared by number, not by count below the
+    largest: the writer's threads take their numbers before they commit, so a smaller number can
+    commit after a larger one."""
+    numbers = [row[0] for row in execute(source, dbname, "SELECT n FROM writer_ledger")]
+
+    def applied():
+        return execute(target, dbname, "SELECT count(*) FROM writer_ledger WHERE n = ANY(%s)", (numbers,))[0][0]
+
     try:
-        wait_for(lambda: execute(target, dbname, "SELECT count(*) FROM writer_ledger WHERE n <= %s",
-                                 (last,))[0][0] == count,
-                 timeout=timeout, what="the target to apply the source's writes")
+        wait_for(lambda: applied() == len(numbers), timeout=timeout, what="the target to apply the source's writes")
     except AssertionError as exc:  # say what replication was doing, to find out why
         raise AssertionError("%s: %s of %s applied; the target's subscriptions %s; the source's slots %s" % (
-            exc, execute(target, dbname, "SELECT count(*) FROM writer_ledger WHERE n <= %s", (last,))[0][0], count,
+            exc, applied(), len(numbers),
             execute(target, dbname, "SELECT s.subname, s.subenabled, w.pid, w.received_lsn::text,"
                                     " w.latest_end_lsn::text, w.last_msg_receipt_time::text FROM pg_subscription s"
                                     " LEFT JOIN pg_stat_subscription w ON w.subid = s.oid"),
