@@ -238,7 +238,7 @@ def migration_shared_problems(hosts, inventory_hosts, me):
     if sharing and work_dir["needed"] and needed > free:
         problems.append("installations %s write their dumps to the same file system on the same migration host "
                         "(db_migration_work_dir %s): together they need about %s but it has %s free: give them "
-                        "work directories on other file systems, use db_migration_data_path: stream, or migrate "
+                        "work directories on other file systems, use db_migration_data_path: parallel or stream, or migrate "
                         "them one after the other (--limit)"
                         % (", ".join(sorted([mine["name"]] + [i["name"] for i in sharing])), work_dir["path"],
                            _size(needed), _size(free)))

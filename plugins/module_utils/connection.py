@@ -13,6 +13,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import os
+import socket
 
 try:
     import psycopg2
@@ -207,3 +208,16 @@ def child_environment(passfile):
         env["PGPASSFILE"] = passfile
     env["LC_MESSAGES"] = "C"
     return env
+
+
+def cut(conn):
+    """End a connection from this side at once, without a word to the server: a statement waiting
+    on it (in another thread) fails, and the server ends the session when it notices. Not
+    conn.cancel(): that opens a connection to the server and waits for it, holding the interpreter's
+    lock, so on a stalled network it would freeze every thread, the watchdog that enforces the time
+    limit included; nor conn.close(), which waits for the statement."""
+    try:
+        with socket.socket(fileno=os.dup(conn.fileno())) as sock:
+            sock.shutdown(socket.SHUT_RDWR)
+    except (OSError, psycopg2.Error):  # already closed
+        pass

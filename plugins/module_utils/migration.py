@@ -26,7 +26,7 @@ import time
 from ansible_collections.codacy.selfhosted.plugins.module_utils import (
     catalog, dbprops, fingerprint, guard, pgtools, privatedir, progress, records, rundir, verify)
 from ansible_collections.codacy.selfhosted.plugins.module_utils.connection import (
-    ConnectionProblem, Endpoint, child_environment, endpoint_problems, write_passfile)
+    ConnectionProblem, Endpoint, child_environment, cut, endpoint_problems, write_passfile)
 from ansible_collections.codacy.selfhosted.plugins.module_utils.progress import dir_size
 from ansible_collections.codacy.selfhosted.plugins.module_utils.version import COLLECTION_VERSION
 
@@ -283,7 +283,8 @@ class Migration:
         self.snap = None
         self.queue = None
         self.guard = None
-        self.copied_rows = None  # {(schema, table): [source rows, target rows]} counted by data_path: parallel
+        self.copied = None  # the parallel Engine that copied, whose counts verification uses
+        self.copy_broke_off = False  # the parallel copy ended in the middle: its workers may linger
         # Check mode writes nothing anywhere, not even progress.
         self.progress = progress.Progress(None if check_mode else self.params.get("progress_file"), self.database)
 
@@ -305,6 +306,8 @@ class Migration:
     def close(self):
         for conn in self.conns:
             try:
+                if self.copy_broke_off:  # a copy worker may still wait on it (progress), on a stalled network
+                    cut(conn)
                 conn.close()
             except Exception:  # pylint: disable=broad-except
                 pass
@@ -380,12 +383,14 @@ class Migration:
                 raise Failure("inspect", "schemas %s would not carry everything: %s. Use schemas: [] to migrate the "
                               "whole database" % (", ".join(self.schemas), "; ".join(losses)))
         jobs = self.params["jobs"]
-        target_needed = jobs + 2
+        own = "jobs %d plus the module's own" % jobs
+        target_needs = (jobs + 2, own)
         if self.params.get("data_path") == "parallel":
             from ansible_collections.codacy.selfhosted.plugins.module_utils import parallel
-            target_needed = parallel.target_connections(jobs)
-        for endpoint, conn, needed in ((self.source, self.src, jobs + 3), (self.target, self.tgt, target_needed)):
-            shortfall = catalog.connection_shortfall(conn, endpoint, needed, "jobs %d plus the module's own" % jobs)
+            target_needs = (parallel.target_connections(jobs),
+                            "3 x jobs %d for the copy and the index builds, plus the module's own" % jobs)
+        for endpoint, conn, (needed, what) in ((self.source, self.src, (jobs + 3, own)), (self.target, self.tgt, target_needs)):
+            shortfall = catalog.connection_shortfall(conn, endpoint, needed, what)
             if shortfall:
                 raise Failure("inspect", shortfall)
         self.properties = dbprops.read(self.src)
@@ -581,7 +586,10 @@ class Migration:
         try:
             engine.prepare()
             run_id = self.start_writing(action)
-            self.copied_rows = engine.load()
+            self.copy_broke_off = True
+            engine.load()
+            self.copy_broke_off = False
+            self.copied = engine
         except parallel.CopyFailed as exc:
             raise Failure(exc.phase, str(exc)) from None
         finally:
@@ -631,8 +639,13 @@ class Migration:
         source = verify.Side(lambda: self.source.connect(self.database, read_only=True), snapshot_id, "source")
         target = verify.Side(lambda: self.target.connect(self.target_database), name="target")
         try:
+            copied = None
+            if self.copied is not None and self.params["verify"] == "counts":
+                # Read now, not when the load ended: a write in between must be seen.
+                from ansible_collections.codacy.selfhosted.plugins.module_utils import parallel
+                copied = parallel.confirmed_counts(self.tgt, self.copied.rows, self.copied.load_started)
             tables, problems, warnings = verify.compare(source, target, self.params["verify"], jobs, records.SCHEMA,
-                                                        self.schemas, copied=self.copied_rows)
+                                                        self.schemas, copied=copied)
             moved = verify.sequence_differences(self.src, self.tgt, records.SCHEMA, self.schemas)
         except verify.ReadError as exc:
             raise Failure("verify", self.unreadable(exc)) from None

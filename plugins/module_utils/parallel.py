@@ -12,10 +12,10 @@ Interface (all the engine needs from its caller; see Request):
     engine = Engine(request)
     engine.prepare()      # reads only: plans the tables, dumps the definitions (pg_dump)
     ...                   # the caller records the run as in progress and clears the target
-    counts = engine.load()  # writes: definitions, rows, indexes, constraints, statistics; returns the
-                          # counts for verify.compare(copied=...): {(schema, table): (source rows,
-                          # target rows or None when the target's counters cannot confirm them)}
+    engine.load()         # writes: definitions, rows, indexes, constraints, statistics
     engine.rows           # {(schema, table): [rows sent by the source, rows received by the target]}
+    ...                   # the caller applies the database's properties, then verifies with
+    confirmed_counts(conn, engine.rows, engine.load_started)  # verify.compare(copied=...), read then
 
 How it works. The definitions come from `pg_dump --section=pre-data --section=post-data` (with the
 REFRESH of populated materialized views) and go in through pg_restore, as on the stream path. The
@@ -51,7 +51,7 @@ import time
 
 from ansible_collections.codacy.selfhosted.plugins.module_utils import fingerprint, migration, pgtools, records, verify
 from ansible_collections.codacy.selfhosted.plugins.module_utils.catalog import FIRST_NORMAL_OID
-from ansible_collections.codacy.selfhosted.plugins.module_utils.connection import APPLICATION_NAME
+from ansible_collections.codacy.selfhosted.plugins.module_utils.connection import APPLICATION_NAME, cut
 
 try:
     import psycopg2
@@ -113,11 +113,16 @@ UNION ALL SELECT 'pg_rewrite'::regclass::oid, oid, ev_class FROM pg_rewrite WHER
 UNION ALL SELECT 'pg_policy'::regclass::oid, oid, polrelid FROM pg_policy WHERE oid >= {first}
 """.format(first=FIRST_NORMAL_OID)
 
-# Sessions of this collection in the target database that started with the load (the load's own,
-# pg_restore's): until they have ended, their write counters may not be flushed.
-OUR_SESSIONS_SQL = """
-SELECT count(*) FROM pg_stat_activity
- WHERE datname = current_database() AND pid <> pg_backend_pid() AND application_name = %s AND backend_start >= %s
+# Sessions in the target database whose write counters may not be flushed yet (a session flushes
+# them at the latest on its way out): the load's own (ours, started with the load: pg_restore's,
+# the copy workers'), and any session or background worker that is not ours (autovacuum and
+# parallel workers do not insert, update or delete rows of their own).
+UNFLUSHED_SESSIONS_SQL = """
+SELECT count(*) FILTER (WHERE application_name = %(ours)s), count(*) FILTER (WHERE application_name <> %(ours)s)
+  FROM pg_stat_activity
+ WHERE datname = current_database() AND pid <> pg_backend_pid()
+   AND backend_type NOT IN ('autovacuum worker', 'parallel worker')
+   AND (application_name <> %(ours)s OR backend_start >= %(load_started)s)
 """
 
 WRITES_SQL = """
@@ -224,6 +229,50 @@ def _copied_rows(tags_path):
     return int(found[-1]) if found else None
 
 
+def confirmed_counts(conn, rows, load_started, settle=30.0):
+    """The copy's counts for verification, read when it verifies (`conn`: the target database):
+    {(schema, table): (source rows, target rows or None)}; `rows` and `load_started` are the Engine's.
+
+    The target's count of a table is its COPY's only when the target's write counters prove that
+    nothing else wrote it since (a session connected meanwhile, a trigger of the target's own, the
+    stream of pg_dump): rows inserted equal to the COPY's, none updated or deleted. The counters are
+    exact from PostgreSQL 15 on, once the sessions that wrote have flushed them; a session flushes
+    at the latest on its way out, so they are read only once the load's sessions have ended and
+    while no session that is not ours is connected. Otherwise, or when they do not count,
+    verification counts the tables."""
+    counts = dict((key, [sent, None]) for key, (sent, _received) in rows.items())
+    if conn.server_version < 150000 or fingerprint.counting_problems(conn):
+        return counts
+    with conn.cursor() as cur:
+        deadline = time.time() + settle
+        while True:
+            cur.execute(UNFLUSHED_SESSIONS_SQL, {"ours": APPLICATION_NAME, "load_started": load_started})
+            loading, others = cur.fetchone()
+            if others:
+                return counts
+            if not loading:
+                break
+            if time.time() > deadline:
+                return counts
+            time.sleep(0.1)
+        cur.execute("SELECT pg_stat_clear_snapshot()")
+        cur.execute(WRITES_SQL)
+        written = dict(((schema, name), tuple(row)) for schema, name, *row in cur.fetchall())
+    for key, (_sent, received) in rows.items():
+        if written.get(key) == (received, 0, 0):
+            counts[key][1] = received
+    return counts
+
+
+def _ended_on_its_own(proc, wait=1.0):
+    """The exit code of the sending psql when it ended with a failure by itself (within `wait`
+    seconds: it ends just after the pipe it held closes), else 0."""
+    try:
+        return proc.wait(timeout=wait)
+    except subprocess.TimeoutExpired:
+        return 0
+
+
 class Engine:
     """See the module docstring."""
 
@@ -244,6 +293,7 @@ class Engine:
         self.statistics = False  # planner statistics travel in the dump (PostgreSQL 18 client and target)
         self.statistics_dir = None
         self.timeline = []  # (copy | index, (schema, table), started, ended) of every part and index build
+        self.load_started = None  # the target's clock when the load began (confirmed_counts)
         self._lock = threading.Lock()
         self._failure = None
         self._stopping = threading.Event()
@@ -436,39 +486,6 @@ class Engine:
             self._timed("analyze", self._run, "analyze", [(argv, "statistics-pg_restore.log")])
         elif request.settings.analyze:
             self._timed("analyze", self._analyze_the_rest)
-        return self._confirmed_counts()
-
-    def _confirmed_counts(self):
-        """The copy's counts for verification: {(schema, table): (source rows, target rows or None)}.
-
-        The target's count of a table is its COPY's only when the target's write counters prove that
-        nothing else wrote it since (a session connected meanwhile, a trigger of the target's own, the
-        stream of pg_dump): rows inserted equal to the COPY's, none updated or deleted. The counters
-        are exact from PostgreSQL 15 on, once the sessions that wrote have ended (a session flushes
-        them on its way out); otherwise, or when they do not count, verification counts the table."""
-        counts = dict((key, [rows[0], None]) for key, rows in self.rows.items())
-        conn = self.request.target.connect(self.request.target_database)
-        try:
-            if conn.server_version < 150000 or fingerprint.counting_problems(conn):
-                return counts
-            with conn.cursor() as cur:
-                deadline = time.time() + 30
-                while True:
-                    cur.execute(OUR_SESSIONS_SQL, (APPLICATION_NAME, self._load_started))
-                    if not cur.fetchone()[0]:
-                        break
-                    if time.time() > deadline:
-                        return counts
-                    time.sleep(0.1)
-                cur.execute("SELECT pg_stat_clear_snapshot()")
-                cur.execute(WRITES_SQL)
-                written = dict(((schema, name), tuple(row)) for schema, name, *row in cur.fetchall())
-        finally:
-            conn.close()
-        for key, (_sent, received) in self.rows.items():
-            if written.get(key) == (received, 0, 0):
-                counts[key][1] = received
-        return counts
 
     def _toc(self):
         """The entries of the definitions' table of contents, grouped: `all` (for pre-data), `per_table`
@@ -482,7 +499,7 @@ class Engine:
                 cur.execute("SELECT nspname FROM pg_namespace")
                 existing = set(row[0] for row in cur.fetchall())
                 cur.execute("SELECT clock_timestamp()")
-                self._load_started = cur.fetchone()[0]
+                self.load_started = cur.fetchone()[0]
         finally:
             conn.close()
         kept = [line for line in listing() if line and not line.startswith(";")
@@ -554,15 +571,12 @@ class Engine:
             raise self._failure
 
     def _abort(self, threads):
-        """Stop every worker: cancel their statements and their programs, then wait for them a little."""
+        """Stop every worker: cut their connections and stop their programs, then wait for them a little."""
         self._stopping.set()
         with self._lock:
             connections = list(self._connections)
         for conn in connections:
-            try:
-                conn.cancel()
-            except Exception:  # pylint: disable=broad-except
-                pass
+            cut(conn)
         for _indexer in range(self.jobs):
             self._complete.put(None)
         self.request.children.stop_all(grace=2.0)
@@ -653,18 +667,21 @@ class Engine:
                 received = cur.rowcount
         except psycopg2.Error as exc:
             target.rollback()
-            if children.finish(sender, stop=True) > 0:  # psql failed on its own (not stopped): the source first
-                raise self._source_failed(table, name) from None
+            ended = _ended_on_its_own(sender)
+            children.finish(sender, stop=True)
+            if ended:  # psql failed or died first: the target only saw its rows cut short
+                raise self._source_failed(table, name, ended) from None
             raise CopyFailed("restore", "copying the rows of %s into %s on the target %s failed: %s"
                              % (table.qualified, self.request.target_database, self.request.target.address,
                                 verify.first_line(exc))) from None
         except BaseException:
             children.finish(sender, stop=True)
             raise
-        sent = _copied_rows(name + ".tags") if children.finish(sender) == 0 else None
+        code = children.finish(sender)
+        sent = _copied_rows(name + ".tags") if code == 0 else None
         if sent is None:  # the target got end of file: never commit what may be a part of the rows
             target.rollback()
-            raise self._source_failed(table, name)
+            raise self._source_failed(table, name, code)
         target.commit()
         for suffix in (".tags", ".log"):
             os.unlink(name + suffix)
@@ -678,10 +695,11 @@ class Engine:
         if complete:
             self._complete.put(table)
 
-    def _source_failed(self, table, name):
+    def _source_failed(self, table, name, code):
+        ended = "psql was killed (signal %d)" % -code if code < 0 else "psql ended (exit code %d)" % code
         return CopyFailed("dump", "reading the rows of %s from %s on the source %s failed: %s"
                           % (table.qualified, self.request.database, self.request.source.address,
-                             " | ".join(pgtools.first_errors(name + ".log")) or "psql ended without its rows"))
+                             " | ".join(pgtools.first_errors(name + ".log")) or ended + " before it sent every row"))
 
     def _moved_bytes(self, _count):
         with self._lock:

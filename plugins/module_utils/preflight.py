@@ -407,7 +407,7 @@ class Preflight:
 
     def check_space(self, entries):
         work_dir = self.params["work_dir"]  # checked by validate()
-        if self.params["data_path"] == "stream":
+        if self.params["data_path"] != "directory":
             return  # the data does not touch the disk
         stat = os.statvfs(work_dir)
         free = stat.f_bavail * stat.f_frsize

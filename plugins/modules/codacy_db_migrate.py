@@ -15,9 +15,9 @@ description:
   - Copies one database from a source server to an existing database on a target server, then
     carries the database-level properties, verifies the copy table by table and rebuilds the
     planner statistics. By default (O(data_path=stream)) C(pg_dump) pipes the data straight into
-    C(pg_restore), with no dump on disk, and O(jobs) C(pg_restore) workers build the indexes and
-    constraints; O(data_path=directory) dumps to O(work_dir) first (directory format, O(jobs) workers
-    on both sides); O(data_path=parallel) copies the tables with O(jobs) C(COPY) workers of its own.
+    C(pg_restore), with no dump on disk; O(data_path=parallel) copies the tables with O(jobs) C(COPY)
+    workers, largest first, and builds each table's indexes as soon as its rows are in;
+    O(data_path=directory) dumps to O(work_dir) first (directory format, O(jobs) workers on both sides).
   - Idempotent. The module records each migration in the target database, in a schema of its own
     (C(codacy_migration)) that the application never sees, together with a fingerprint of the
     source. A later run compares the source with that record and does nothing when the source is
@@ -93,9 +93,9 @@ options:
     type: str
   work_dir:
     description:
-      - Directory in which a private (0700) directory is made for the dump. With O(data_path=stream) only
-        the definitions of tables, indexes and constraints are written there; with O(data_path=directory) it
-        needs free space for an uncompressed dump of the database (roughly its size without indexes).
+      - Directory in which a private (0700) directory is made for the dump. With O(data_path=parallel) and
+        O(data_path=stream) only the definitions of tables, indexes and constraints are written there; with
+        O(data_path=directory) it needs free space for an uncompressed dump of the database (roughly its size without indexes).
       - The private directory is removed when the module ends, whatever happens, unless O(keep_dump=true).
     type: path
     default: /var/tmp
@@ -143,7 +143,7 @@ options:
   keep_dump:
     description:
       - Keep the dump directory under O(work_dir) after the run (for inspection). Its path is returned
-        in RV(dump_dir). With O(data_path=stream) it holds the definitions only.
+        in RV(dump_dir). With O(data_path=parallel) or O(data_path=stream) it holds the definitions only.
     type: bool
     default: false
   analyze:
@@ -389,8 +389,9 @@ phases:
   sample: {inspect: 0.2, dump: 12.5, restore: 30.1, properties: 0.1, verify: 4.2, analyze: 3.3, total: 50.6}
 dump_bytes:
   description:
-    - Bytes written to O(work_dir) for the dump (0 when nothing was copied). With O(data_path=stream) only the
-      definitions of indexes and constraints are written there; the data goes straight from server to server.
+    - Bytes written to O(work_dir) for the dump (0 when nothing was copied). With O(data_path=parallel) or
+      O(data_path=stream) only the definitions of indexes and constraints are written there; the data goes straight from
+      server to server.
   returned: always
   type: int
   sample: 834123776

@@ -195,7 +195,7 @@ shared:
   description:
     - What the migration needs of what other migrations run at the same time may share with it, for a caller
       that adds them up (the role does, across its installations). C(machine) identifies this host; C(work_dir)
-      has the file system's C(device), C(free) bytes and the bytes the dumps C(needed) (0 with O(data_path=stream));
+      has the file system's C(device), C(free) bytes and the bytes the dumps C(needed) (0 unless O(data_path=directory));
       C(servers) has, for the source and the target, an C(id) (the system identifier, the same whatever name
       reaches the server), the connections the server has C(room) for and those C(needed).
   returned: when connected

@@ -188,7 +188,7 @@ class ArgvSampler:
     """Reads every process's argv every 10 ms while in use; keeps those that hold `secret` and
     notes which of `programs` were seen (so a test can tell that it looked at the right time)."""
 
-    def __init__(self, secret, programs=("pg_dump", "pg_restore", "vacuumdb", "ansible-playbook")):
+    def __init__(self, secret, programs=("pg_dump", "pg_restore", "psql", "vacuumdb", "ansible-playbook")):
         self.secret, self.programs = secret, programs
         self.leaks, self.seen = [], set()
         self._done = threading.Event()
@@ -228,6 +228,6 @@ def big_database(source, target, dbname):
 def assert_nothing_left(work_dir, dbname):
     leftovers = [os.path.join(root, name) for root, dirs, files in os.walk(work_dir) for name in dirs + files]
     assert leftovers == [], "left behind: %s" % leftovers
-    for program in ("pg_dump", "pg_restore", "vacuumdb"):
+    for program in ("pg_dump", "pg_restore", "psql", "vacuumdb"):
         assert processes(program, "dbname=" + dbname) == [], "%s still runs" % program
     assert holders(work_dir) == [], "processes still use the work directory"

@@ -131,12 +131,13 @@ def test_work_dir_fills_up_during_the_dump(source, target, dbname, run_module, t
     assert compare(source.params(), dbname, target.params(), dbname) == []
 
 
-def test_stalled_network_ends_at_the_time_limit(source, target, dbname, run_module, work_dir):
+@pytest.mark.parametrize("data_path", ["stream", "parallel"])
+def test_stalled_network_ends_at_the_time_limit(source, target, dbname, run_module, work_dir, data_path):
     before = big_database(source, target, dbname)
     proxy = StallingProxy(target.port)
     try:
         through_proxy = dict(target.endpoint(), port=proxy.port)
-        args = module_args(source, target, dbname, work_dir, timeout=25)
+        args = module_args(source, target, dbname, work_dir, timeout=25, data_path=data_path)
         args["target"] = through_proxy
         started = time.time()
         proc = run_module.popen(args)
@@ -152,22 +153,26 @@ def test_stalled_network_ends_at_the_time_limit(source, target, dbname, run_modu
     assert elapsed < 25 + 60, "the run took %d s to give up" % elapsed
     assert_nothing_left(work_dir, dbname)
     assert snapshot(source.params(), dbname) == before
-    succeeded(run_module(module_args(source, target, dbname, work_dir)), "resumed")
+    succeeded(run_module(module_args(source, target, dbname, work_dir, data_path=data_path)), "resumed")
     assert compare(source.params(), dbname, target.params(), dbname) == []
 
 
-def test_too_few_connections_on_the_target(source, dbname, run_module, work_dir):
+@pytest.mark.parametrize("data_path, needed", [
+    ("stream", "6 (jobs 4 plus the module's own)"),
+    ("parallel", "14 (3 x jobs 4 for the copy and the index builds"),
+])
+def test_too_few_connections_on_the_target(source, dbname, run_module, work_dir, data_path, needed):
     with PgServer(password=PASSWORD, settings={"max_connections": 8}) as small_target:
         create_feature_database(source, dbname)
         create_database(small_target, dbname)
         execute(small_target, "postgres", "CREATE ROLE admin LOGIN PASSWORD 'adminpw' CREATEDB")
         execute(small_target, "postgres", 'ALTER DATABASE "%s" OWNER TO admin' % dbname)
-        args = module_args(source, small_target, dbname, work_dir, jobs=4)
+        args = module_args(source, small_target, dbname, work_dir, jobs=4, data_path=data_path)
         args["target"] = dict(small_target.endpoint(), user="admin", password="adminpw")
         result = run_module(args)
         assert result["failed"] and result["phase"] == "inspect"
         assert "target 127.0.0.1:%d allows" % small_target.port in result["msg"], result["msg"]
-        assert "the migration opens up to 6" in result["msg"]
+        assert "the migration opens up to " + needed in result["msg"], result["msg"]
         assert execute(small_target, dbname, "SELECT to_regnamespace('codacy_migration')")[0][0] is None
 
 

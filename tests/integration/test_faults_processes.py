@@ -1,4 +1,4 @@
-"""Fault injection on the processes of a run: a killed pg_restore, an interrupted ansible-playbook,
+"""Fault injection on the processes of a run: a killed pg_restore or psql, an interrupted ansible-playbook,
 a second run on the same target, a background job killed without a result. Each ends in a clear
 message, an untouched source, a target marked unfinished, nothing left behind, and a next run that
 finishes the job. (Server and network faults: test_faults.py.)"""
@@ -16,22 +16,26 @@ from tests.integration.features import (
 from tests.support.compare import compare, snapshot
 
 
-def test_pg_restore_killed(source, target, dbname, run_module, work_dir):
+@pytest.mark.parametrize("data_path, program, phase", [("stream", "pg_restore", "restore"),
+                                                       ("parallel", "psql", "dump")])
+def test_client_program_killed_during_the_copy(source, target, dbname, run_module, work_dir, data_path, program, phase):
+    """The program that carries the rows killed in the middle (pg_restore of the stream; psql, the
+    reading side of a table copy of the parallel path): the copy fails in the phase of the side that
+    broke, nothing half-copied is committed as done, and the next run resumes."""
     before = big_database(source, target, dbname)
-    proc = run_module.popen(module_args(source, target, dbname, work_dir))
-    wait_for(lambda: restoring(target, dbname), what="the restore to start")
-    pids = processes("pg_restore", "dbname=" + dbname)
-    assert pids, "no pg_restore process found"
-    for pid in pids:
+    proc = run_module.popen(module_args(source, target, dbname, work_dir, data_path=data_path))
+    wait_for(lambda: restoring(target, dbname) and processes(program, "dbname=" + dbname),
+             what="the restore to start, with %s running" % program)
+    for pid in processes(program, "dbname=" + dbname):
         os.kill(pid, signal.SIGKILL)
     result = run_module.result(proc)
-    assert result["failed"] and result["phase"] == "restore" and dbname in result["msg"]
+    assert result["failed"] and result["phase"] == phase and dbname in result["msg"], result.get("msg")
     assert_nothing_left(work_dir, dbname)
     assert snapshot(source.params(), dbname) == before
     assert record_states(target, dbname) == ["in_progress"]
-    succeeded(run_module(module_args(source, target, dbname, work_dir)), "resumed")
+    succeeded(run_module(module_args(source, target, dbname, work_dir, data_path=data_path)), "resumed")
     assert compare(source.params(), dbname, target.params(), dbname) == []
-    succeeded(run_module(module_args(source, target, dbname, work_dir)), "unchanged")
+    succeeded(run_module(module_args(source, target, dbname, work_dir, data_path=data_path)), "unchanged")
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
@@ -42,8 +46,8 @@ def test_ansible_playbook_interrupted_during_the_restore(source, target, dbname,
     proc.send_signal(signum)  # to ansible-playbook alone, not to its process group
     proc.communicate(timeout=120)
     # Its children notice within seconds that it is gone, and clean up.
-    wait_for(lambda: not processes("pg_restore", "dbname=" + dbname) and not holders(work_dir),
-             timeout=60, what="the module and pg_restore to end")
+    wait_for(lambda: not processes("pg_restore", "dbname=" + dbname) and not processes("psql", "dbname=" + dbname)
+             and not holders(work_dir), timeout=60, what="the module, psql and pg_restore to end")
     wait_for(lambda: not os.listdir(work_dir), timeout=30, what="the dump directory to be removed")
     assert_nothing_left(work_dir, dbname)
     assert snapshot(source.params(), dbname) == before

@@ -56,10 +56,11 @@ class Output:
 
 
 def leftovers(play, source, target):
-    """What a stopped run must not leave: pg_dump or pg_restore of its servers, processes running
+    """What a stopped run must not leave: pg_dump, psql or pg_restore of its servers, processes running
     its modules (their files are under its own HOME), private directories."""
     found = ["pg_dump %s" % pid for pid in processes("pg_dump", "port=%d" % source.port)]
     found += ["pg_restore %s" % pid for pid in processes("pg_restore", "port=%d" % target.port)]
+    found += ["psql %s" % pid for pid in processes("psql", "port=%d" % source.port)]
     found += ["module or async_wrapper %s" % pid for pid in processes_of_home(str(play.home), "codacy_db_migrate")]
     work_dir = str(play.work_dir)
     found += ["private directory %s" % name for name in os.listdir(work_dir) if name.startswith("codacy_db_migrate-")]
@@ -84,7 +85,7 @@ def interrupt(play, source, target, when, what):
 
     def stopped():
         remaining = leftovers(play, source, target) + (["ansible-playbook"] if proc.poll() is None else [])
-        for kind in ("pg_dump", "pg_restore", "module", "private", "holder", "ansible-playbook"):
+        for kind in ("pg_dump", "pg_restore", "psql", "module", "private", "holder", "ansible-playbook"):
             if kind not in gone and not any(item.startswith(kind) for item in remaining):
                 gone[kind] = round(time.time() - sent, 1)
         return not remaining and time.time()

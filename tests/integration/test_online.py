@@ -16,7 +16,7 @@ import pytest
 from ansible_collections.codacy.selfhosted.plugins.module_utils import records, replication
 from tests.integration.conftest import PASSWORD, ModuleRunner, module_args, run_in_process, succeeded
 from tests.integration.features import (
-    add_bulk, create_database, create_feature_database, execute, record_states, processes, wait_for)
+    add_bulk, create_database, create_feature_database, execute, record_states, processes, restoring, wait_for)
 from tests.support import embedded
 from tests.support.compare import compare
 from tests.support.pgserver import PgServer, free_port
@@ -391,12 +391,6 @@ def alive(pid):
         return False
 
 
-def copying(target, dbname):
-    rows = execute(target, "postgres", "SELECT count(*) FROM pg_stat_activity WHERE datname = %s"
-                                       " AND query ILIKE 'COPY public.bulk%%'", (dbname,))
-    return rows[0][0] > 0
-
-
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL])
 def test_interrupted_online_copy_resumes(logical_source, subscriber, dbname, run_module, work_dir, signum):
     """SIGTERM to ansible-playbook: the module removes its slot and publication on the way out.
@@ -406,7 +400,7 @@ def test_interrupted_online_copy_resumes(logical_source, subscriber, dbname, run
     writer.start()
     try:
         proc = run_module.popen(online_args(source, target, dbname, work_dir))
-        wait_for(lambda: copying(target, dbname), what="the copy to start")
+        wait_for(lambda: restoring(target, dbname), what="the copy to start")
         assert len(execute(source, "postgres", "SELECT 1 FROM pg_replication_slots")) == 1
         modules = module_pids(proc)
         assert modules, "the module's process was not found"
@@ -416,8 +410,8 @@ def test_interrupted_online_copy_resumes(logical_source, subscriber, dbname, run
             for pid in modules:
                 os.kill(pid, signum)
         proc.communicate(timeout=120)
-        wait_for(lambda: not any(alive(pid) for pid in modules) and not processes("pg_restore", "dbname=" + dbname),
-                 timeout=60, what="the module and pg_restore to end")
+        wait_for(lambda: not any(alive(pid) for pid in modules) and not processes("pg_restore", "dbname=" + dbname)
+                 and not processes("psql", "dbname=" + dbname), timeout=60, what="the module, psql and pg_restore to end")
         slots = execute(source, "postgres", "SELECT slot_name, active FROM pg_replication_slots")
         if signum == signal.SIGTERM:
             wait_for(lambda: replication_objects(source, target, dbname) == [], timeout=30,

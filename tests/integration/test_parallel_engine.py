@@ -81,7 +81,12 @@ def run_engine(source, target, dbname, tmp_path, jobs=2, split_min_bytes=None, c
             if not ctid:
                 engine.ctid_from_version = 10 ** 9
             engine.prepare()
-            engine.counts = engine.load()
+            engine.load()
+            conn = dst.connect(dbname)
+            try:
+                engine.counts = parallel.confirmed_counts(conn, engine.rows, engine.load_started)
+            finally:
+                conn.close()
     finally:
         holder.close()
     return engine, progress

@@ -133,7 +133,8 @@ def test_work_dir_must_hold_the_dumps_that_run_at_once(tmp_path, concurrency, ne
         assert "choose another db_migration_work_dir, or lower db_migration_concurrency" in check.problems[0]
 
 
-def test_the_stream_data_path_needs_no_room_for_dumps(tmp_path):
-    check = preflight.Preflight(FakeModule(work_dir=str(tmp_path), data_path="stream"))
+@pytest.mark.parametrize("data_path", ["stream", "parallel"])
+def test_only_the_directory_data_path_needs_room_for_dumps(tmp_path, data_path):
+    check = preflight.Preflight(FakeModule(work_dir=str(tmp_path), data_path=data_path))
     check.check_space([{"estimated_dump_bytes": 10 ** 18}])
     assert check.problems == []
