@@ -258,6 +258,8 @@ class Migration:
 
     # The actions that write (copy() does them); any other action reports and ends the run.
     WRITING_ACTIONS = COPYING_ACTIONS
+    # Whether replication brings the target what the source changes after the copy's snapshot.
+    REPLICATED = False
 
     def __init__(self, params, check_mode=False, diff=False):
         self.params = params
@@ -645,7 +647,7 @@ class Migration:
                 from ansible_collections.codacy.selfhosted.plugins.module_utils import parallel
                 copied = parallel.confirmed_counts(self.tgt, self.copied.rows, self.copied.load_started)
             tables, problems, warnings = verify.compare(source, target, self.params["verify"], jobs, records.SCHEMA,
-                                                        self.schemas, copied=copied)
+                                                        self.schemas, copied=copied, replicated=self.REPLICATED)
             moved = verify.sequence_differences(self.src, self.tgt, records.SCHEMA, self.schemas)
         except verify.ReadError as exc:
             raise Failure("verify", self.unreadable(exc)) from None

@@ -80,6 +80,7 @@ class OnlineMigration(migration.Migration):
     """codacy_db_migrate with mode online, cutover or abort."""
 
     WRITING_ACTIONS = migration.COPYING_ACTIONS + ("cut_over", "aborted")
+    REPLICATED = True
 
     def __init__(self, params, check_mode=False, diff=False):
         super(OnlineMigration, self).__init__(params, check_mode, diff)
@@ -395,7 +396,7 @@ class OnlineMigration(migration.Migration):
             self.catch_up()
             self.progress.update(phase="sequences")
             self.timed("sequences", replication.sync_sequences, src, tgt, records.SCHEMA)
-            refreshed = self.timed("sequences", replication.refresh_materialized_views, src, tgt, records.SCHEMA)
+            refreshed = self.timed("sequences", self.refresh_materialized_views)
             self.progress.update(phase="verify")
             try:
                 self.timed("verify", self.verify, None)
@@ -436,6 +437,16 @@ class OnlineMigration(migration.Migration):
             "sequences were set from the source, the copy verified (%s), the subscription, slot and publication "
             "removed" % (self.result["downtime"], self.pending_proofs[-1] if self.pending_proofs else "the slot",
                          self.params["verify"])])
+
+    def refresh_materialized_views(self):
+        """REFRESH counts its rows as written, and a session's counters reach the statistics only
+        when it idles or ends: in a session of its own, which target_fingerprint waits for, so that
+        the fingerprint recorded at the cutover holds them (else the next run finds the target changed)."""
+        conn = self.connect(self.target, self.target_database)
+        try:
+            return replication.refresh_materialized_views(self.src, conn, records.SCHEMA)
+        finally:
+            conn.close()
 
     def remove_proven_replication(self):
         """Drop the subscription, the slot and the publication; the source's fingerprint after

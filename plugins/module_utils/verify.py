@@ -67,6 +67,15 @@ SELECT n.nspname, c.relname, format('%%I.%%I', n.nspname, c.relname), c.relkind:
 """
 
 
+# Tables emptied or rewritten since the snapshot of this transaction (TRUNCATE, or an ALTER TABLE
+# that rewrites): pg_class read in the snapshot holds the file it had then, pg_relation_filenode()
+# the current one. TRUNCATE is not MVCC-safe: in an older snapshot the table looks empty.
+REWRITTEN_SQL = """
+SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE c.relkind = 'r' AND c.relfilenode <> pg_relation_filenode(c.oid) AND """ + IN_SCHEMAS + """
+"""
+
+
 def not_extension_member(catalog, oid, deptypes="'e'"):
     """SQL: the object is not created by an extension (CREATE EXTENSION brings those, in the
     target server's version of the extension), nor, with deptypes "'e', 'i'", along with
@@ -203,7 +212,7 @@ class Side:
 
     def __init__(self, connect, snapshot=None, name="source"):
         self._connect = connect
-        self._snapshot = snapshot
+        self.snapshot = snapshot
         self.name = name
         self._local = threading.local()
         self._all = []
@@ -216,8 +225,8 @@ class Side:
             conn.autocommit = False
             with conn.cursor() as cur:
                 cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-                if self._snapshot:
-                    cur.execute("SET TRANSACTION SNAPSHOT %s", (self._snapshot,))
+                if self.snapshot:
+                    cur.execute("SET TRANSACTION SNAPSHOT %s", (self.snapshot,))
                 cur.execute(SESSION_SETUP)
             self._local.conn = conn
             with self._lock:
@@ -317,8 +326,11 @@ class Relation:
         self.shape = dict(zip(self.columns, zip(types, not_null)))
 
 
-def compare(source, target, mode, jobs, skip_schema, schemas=None, copied=None):
+def compare(source, target, mode, jobs, skip_schema, schemas=None, copied=None, replicated=False):
     """Compare source and target (`Side`s); return (tables, problems, warnings).
+
+    replicated: replication brings the target the source's changes after the snapshot (online
+    migration), so a table that differs because it was truncated since is a warning, not a problem.
 
     copied: {(schema, table): (source rows, target rows or None)} that the copy counted itself (the
     command tags of its COPY TO and COPY FROM): with `counts`, those are not counted again (a target
@@ -376,6 +388,13 @@ def compare(source, target, mode, jobs, skip_schema, schemas=None, copied=None):
             fresh = target.query(refresh_query(target, dst, mode), what="the query of " + what)[0]
         return was, now, fresh
 
+    rewritten = []
+
+    def rewritten_since_the_snapshot(src):
+        if not rewritten:
+            rewritten.append(set(source.query(REWRITTEN_SQL, args)) if source.snapshot else set())
+        return src.kind == "table" and (src.schema, src.name) in rewritten[0]
+
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         for (src, _dst), (was, now, fresh) in zip(pairs, pool.map(measure, pairs)):
             entry = {"schema": src.schema, "table": src.name, "kind": src.kind,
@@ -393,9 +412,21 @@ def compare(source, target, mode, jobs, skip_schema, schemas=None, copied=None):
                                 % (src.qualified, was[0], now[0]))
                 entry["refreshed"] = True
                 continue
-            problems.append("%s differs: %s rows on the source, %s on the target%s%s"
-                            % (src.qualified, was[0], now[0], " (content hash differs)" if was[0] == now[0] else "",
-                               "; its query gives %s rows on the target" % fresh[0] if fresh else ""))
+            differs = "%s differs: %s rows on the source, %s on the target%s%s" % (
+                src.qualified, was[0], now[0], " (content hash differs)" if was[0] == now[0] else "",
+                "; its query gives %s rows on the target" % fresh[0] if fresh else "")
+            if not rewritten_since_the_snapshot(src):
+                problems.append(differs)
+            elif replicated:
+                entry["rewritten"] = True
+                warnings.append("table %s was truncated or rewritten on the source after the copy's snapshot (TRUNCATE, "
+                                "or an ALTER TABLE that rewrites it), which hides its rows from that snapshot: the copy "
+                                "of it could not be compared (%s). Replication carries the change; the cutover compares "
+                                "it" % (src.qualified, differs.split(": ", 1)[1]))
+            else:
+                problems.append("%s: it was truncated or rewritten on the source after the copy's snapshot (TRUNCATE, or "
+                                "an ALTER TABLE that rewrites it), so something still writes to the source: stop it"
+                                % differs)
     return tables, problems, warnings
 
 
