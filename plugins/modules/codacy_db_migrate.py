@@ -14,10 +14,10 @@ version_added: 1.0.0
 description:
   - Copies one database from a source server to an existing database on a target server, then
     carries the database-level properties, verifies the copy table by table and rebuilds the
-    planner statistics. By default (O(data_path=stream)) C(pg_dump) pipes the data straight into
-    C(pg_restore), with no dump on disk; O(data_path=parallel) copies the tables with O(jobs) C(COPY)
-    workers, largest first, and builds each table's indexes as soon as its rows are in;
-    O(data_path=directory) dumps to O(work_dir) first (directory format, O(jobs) workers on both sides).
+    planner statistics. By default (O(data_path=parallel)) O(jobs) workers copy the tables with
+    C(COPY), largest first, in one snapshot of the source, and build each table's indexes as soon as
+    its rows are in; O(data_path=stream) pipes C(pg_dump) straight into C(pg_restore) (the default of
+    1.0); O(data_path=directory) dumps to O(work_dir) first (directory format, O(jobs) workers on both sides).
   - Idempotent. The module records each migration in the target database, in a schema of its own
     (C(codacy_migration)) that the application never sees, together with a fingerprint of the
     source. A later run compares the source with that record and does nothing when the source is
@@ -176,13 +176,13 @@ options:
   data_path:
     description:
       - How the data travels.
-      - V(stream) (the default) creates the tables from a small dump of the definitions, pipes the data from
+      - V(stream) (the default of 1.0) creates the tables from a small dump of the definitions, pipes the data from
         C(pg_dump) straight into C(pg_restore), so the target works from the first second and no disk is
         needed for the data, then builds indexes, constraints and triggers with O(jobs) parallel
         C(pg_restore) workers. All of it reads one snapshot of the source.
       - V(directory) dumps to O(work_dir) with O(jobs) workers (uncompressed directory format) and restores
         with O(jobs) workers; it needs disk for the whole dump and restores only after the dump ended.
-      - V(parallel) creates the tables from the same dump of the definitions, then O(jobs) workers copy the
+      - V(parallel) (the default) creates the tables from the same dump of the definitions, then O(jobs) workers copy the
         tables, largest first, each from a C(COPY TO) on the source straight into a C(COPY FROM) on the target
         in the same snapshot (tables larger than their share are copied in several ranges at once; a table
         copied whole is loaded with C(TRUNCATE) and C(COPY FREEZE) in one transaction). As soon as a table's
@@ -192,7 +192,7 @@ options:
         up to 3 x O(jobs) + 2 connections to the target.
     type: str
     choices: [stream, directory, parallel]
-    default: stream
+    default: parallel
   maintenance_work_mem:
     description:
       - C(maintenance_work_mem) of the sessions that build indexes and constraints on the target with
@@ -505,7 +505,7 @@ ARGUMENT_SPEC = dict(
     bin_dir=dict(type="path"),
     connect_timeout=dict(type="int", default=10),
     timeout=dict(type="int", default=0),
-    data_path=dict(type="str", default="stream", choices=["stream", "directory", "parallel"]),
+    data_path=dict(type="str", default="parallel", choices=["stream", "directory", "parallel"]),
     maintenance_work_mem=dict(type="str", default="256MB"),
     max_parallel_maintenance_workers=dict(type="int"),
     mode=dict(type="str", default="offline", choices=list(online.MODES)),

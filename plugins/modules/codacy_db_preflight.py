@@ -98,7 +98,7 @@ options:
         which also opens up to 3 x O(jobs) + 2 connections per database to the target.
     type: str
     choices: [stream, directory, parallel]
-    default: stream
+    default: parallel
   maintenance_database:
     description: Database to connect to on each server for server-wide checks.
     type: str
@@ -240,7 +240,7 @@ ARGUMENT_SPEC = dict(
     bin_dir=dict(type="path"),
     schemas=dict(type="list", elements="str", default=[]),
     force=dict(type="bool", default=False),
-    data_path=dict(type="str", default="stream", choices=["stream", "directory", "parallel"]),
+    data_path=dict(type="str", default="parallel", choices=["stream", "directory", "parallel"]),
     maintenance_database=dict(type="str", default="postgres"),
     connect_timeout=dict(type="int", default=10),
     timeout=dict(type="int", default=0),
