@@ -330,7 +330,9 @@ def compare(source, target, mode, jobs, skip_schema, schemas=None, copied=None, 
     """Compare source and target (`Side`s); return (tables, problems, warnings).
 
     replicated: replication brings the target the source's changes after the snapshot (online
-    migration), so a table that differs because it was truncated since is a warning, not a problem.
+    migration): a table that differs because it was truncated since is a warning, not a problem.
+    Else a table truncated or rewritten since the snapshot is a problem even when it looks equal:
+    the copy may have read it after the TRUNCATE, as empty as the snapshot now shows it.
 
     copied: {(schema, table): (source rows, target rows or None)} that the copy counted itself (the
     command tags of its COPY TO and COPY FROM): with `counts`, those are not counted again (a target
@@ -388,13 +390,7 @@ def compare(source, target, mode, jobs, skip_schema, schemas=None, copied=None, 
             fresh = target.query(refresh_query(target, dst, mode), what="the query of " + what)[0]
         return was, now, fresh
 
-    rewritten = []
-
-    def rewritten_since_the_snapshot(src):
-        if not rewritten:
-            rewritten.append(set(source.query(REWRITTEN_SQL, args)) if source.snapshot else set())
-        return src.kind == "table" and (src.schema, src.name) in rewritten[0]
-
+    rewritten = set(source.query(REWRITTEN_SQL, args)) if source.snapshot else set()
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         for (src, _dst), (was, now, fresh) in zip(pairs, pool.map(measure, pairs)):
             entry = {"schema": src.schema, "table": src.name, "kind": src.kind,
@@ -403,6 +399,13 @@ def compare(source, target, mode, jobs, skip_schema, schemas=None, copied=None, 
                 entry.update(source_hash=was[1], target_hash=now[1])
             entry["equal"] = was == now
             tables.append(entry)
+            if (src.schema, src.name) in rewritten and not replicated:
+                entry["equal"] = False
+                problems.append("table %s was truncated or rewritten on the source after the copy's snapshot (TRUNCATE, "
+                                "or an ALTER TABLE that rewrites it), so the copy may lack rows of that snapshot (%s "
+                                "rows on the source, %s on the target): something still writes to the source. Stop it"
+                                % (src.qualified, was[0], now[0]))
+                continue
             if was == now:
                 continue
             if fresh == now:
@@ -415,18 +418,14 @@ def compare(source, target, mode, jobs, skip_schema, schemas=None, copied=None, 
             differs = "%s differs: %s rows on the source, %s on the target%s%s" % (
                 src.qualified, was[0], now[0], " (content hash differs)" if was[0] == now[0] else "",
                 "; its query gives %s rows on the target" % fresh[0] if fresh else "")
-            if not rewritten_since_the_snapshot(src):
+            if (src.schema, src.name) not in rewritten:
                 problems.append(differs)
-            elif replicated:
-                entry["rewritten"] = True
-                warnings.append("table %s was truncated or rewritten on the source after the copy's snapshot (TRUNCATE, "
-                                "or an ALTER TABLE that rewrites it), which hides its rows from that snapshot: the copy "
-                                "of it could not be compared (%s). Replication carries the change; the cutover compares "
-                                "it" % (src.qualified, differs.split(": ", 1)[1]))
-            else:
-                problems.append("%s: it was truncated or rewritten on the source after the copy's snapshot (TRUNCATE, or "
-                                "an ALTER TABLE that rewrites it), so something still writes to the source: stop it"
-                                % differs)
+                continue
+            entry["rewritten"] = True
+            warnings.append("table %s was truncated or rewritten on the source after the copy's snapshot (TRUNCATE, "
+                            "or an ALTER TABLE that rewrites it), which hides its rows from that snapshot: the copy "
+                            "of it could not be compared (%s). Replication carries the change; the cutover compares "
+                            "it" % (src.qualified, differs.split(": ", 1)[1]))
     return tables, problems, warnings
 
 

@@ -12,6 +12,7 @@ import sys
 import pytest
 
 from ansible_collections.codacy.selfhosted.plugins.module_utils import guard, parallel, pgtools
+from ansible_collections.codacy.selfhosted.plugins.module_utils.migration import Migration
 from ansible_collections.codacy.selfhosted.plugins.module_utils.progress import FIELDS
 from ansible_collections.codacy.selfhosted.plugins.module_utils.connection import (
     Endpoint, child_environment, write_passfile)
@@ -163,6 +164,34 @@ parallel.SPLIT_MIN_BYTES = 1 << 20
 from tests.integration.conftest import run_in_process
 print(json.dumps(run_in_process(json.loads(sys.argv[1])), default=str))
 """
+
+
+def test_a_write_of_a_session_still_connected_is_counted(source, target, dbname, work_dir, monkeypatch):
+    """A session that writes into the target between the copy and its verification, and stays
+    connected, holds its write counts for seconds (a session flushes them when it has idled long
+    enough or ends): the target's counters cannot confirm the copy's counts then, so verification
+    counts the tables, and finds the row it added."""
+    make_source(source, dbname, wide=20000, heap=1000)
+    create_database(target, dbname)
+    verify = Migration.verify
+    intruders = []
+
+    def intruding_verify(self, snapshot_id):
+        intruders.append(target.connect(dbname))  # (connected earlier, the run would refuse to start)
+        with intruders[0].cursor() as cur:
+            # The first statement flushes its counts when the session idles; the next one's wait.
+            cur.execute("SELECT count(*) FROM public.small")
+            cur.execute("INSERT INTO public.small VALUES (999999, 'intruder')")
+        return verify(self, snapshot_id)
+    monkeypatch.setattr(Migration, "verify", intruding_verify)
+    try:
+        result = run_in_process(module_args(source, target, dbname, work_dir, data_path="parallel"))
+    finally:
+        monkeypatch.undo()
+        for intruder in intruders:
+            intruder.close()
+    assert result.get("failed") and result["phase"] == "verify", result
+    assert "public.small differs: 2000 rows on the source, 2001 on the target" in result["msg"], result["msg"]
 
 
 def test_a_run_killed_in_the_middle_of_a_split_table_is_redone(source, target, dbname, work_dir):
