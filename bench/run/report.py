@@ -148,6 +148,27 @@ def ratio(numerator, denominator):
     return round(numerator / denominator, 2)
 
 
+def parallelism_rows(report):
+    """Achieved parallelism of the median `ours` run, per database and over all of them: the time-
+    weighted number of table copies and of index builds running at once while its tables loaded
+    (data_path parallel only), weighted over the databases by their load time (phase restore)."""
+    rows = [["database", "load s", "copy streams", "index builds"]]
+    weighted, seconds = {"copy_streams": 0.0, "index_builds": 0.0}, 0.0
+    for item in report.get("ours_per_database") or []:
+        achieved, load = item.get("parallelism"), (item.get("phases") or {}).get("restore")
+        if not achieved or not load:
+            continue
+        rows.append([item["database"], fmt(load), fmt(achieved.get("copy_streams"), "%.2f"),
+                     fmt(achieved.get("index_builds"), "%.2f")])
+        seconds += load
+        for name in weighted:
+            weighted[name] += (achieved.get(name) or 0) * load
+    if seconds:
+        rows.append(["all (weighted by load time)", fmt(seconds), fmt(weighted["copy_streams"] / seconds, "%.2f"),
+                     fmt(weighted["index_builds"] / seconds, "%.2f")])
+    return rows if len(rows) > 1 else None
+
+
 def build_tables(report):
     """(main rows, where-the-time-goes rows, bound rows, ours-phase rows) as lists of lists of strings."""
     summaries = report["summary"]
@@ -281,6 +302,12 @@ def markdown(report):
                 "From the module's `phases` return value, summed over the databases (median over runs); wall time "
                 "minus `total` is ansible-playbook's own overhead. `verify` is the cost of verification (on by "
                 "default), `analyze` of rebuilding planner statistics.", ""]
+    achieved = parallelism_rows(report)
+    if achieved:
+        out += ["## ours: achieved parallelism", "", md_table(achieved), "",
+                "Time-weighted number of table copies (`COPY` streams) and of index, constraint and `ANALYZE` "
+                "builds that ran at once while each database's tables loaded (the module's `parallelism`), "
+                "with `db_migration_jobs` workers of each kind.", ""]
     if len(bound_rows) > 1:
         prep = report["bound"]["prepared"]
         out += ["## Restore-side lower bound", "", md_table(bound_rows), "",
@@ -394,6 +421,11 @@ def write_reports(report, args):
         print()
         print("ours, module phases (sum over databases, median):")
         print(text_table(phase_rows))
+    achieved = parallelism_rows(report)
+    if achieved:
+        print()
+        print("ours, achieved parallelism (median run):")
+        print(text_table(achieved))
     if len(bound_rows) > 1:
         print()
         print("Restore-side bound configs:")

@@ -82,6 +82,8 @@ def migration_report(plan, results=None):
             "phases": result.get("phases", {}),
             "verified": _verified(result if ran else entry),
         }
+        if result.get("parallelism"):  # data_path parallel: copies and index builds that ran at once
+            item["parallelism"] = result["parallelism"]
         if result.get("state"):  # online migration: following, cut_over, aborted
             item["state"] = result["state"]
         if result.get("downtime") is not None:  # a cutover's, from its start to the verified target

@@ -111,7 +111,8 @@ class Ours(Contender):
                 report = json.load(handle)
             per_database = [{"database": d.get("name"), "action": d.get("action"), "phases": d.get("phases") or {},
                              "dump_bytes": d.get("dump_bytes"), "verified": d.get("verified"),
-                             "failed": d.get("failed"), "msg": d.get("message"), "downtime": d.get("downtime")}
+                             "failed": d.get("failed"), "msg": d.get("message"), "downtime": d.get("downtime"),
+                             "parallelism": d.get("parallelism")}
                             for d in report.get("databases", [])]
         else:
             # The fallback playbook: the module results recorded by the bench_record callback.

@@ -97,6 +97,12 @@ def test_online_migration_keeps_the_state_and_a_cutovers_downtime():
     assert "state" not in c and c["downtime"] == 0  # a downtime of 0 is still a downtime
 
 
+def test_the_parallel_paths_achieved_parallelism_is_kept():
+    results = [ran("a", parallelism={"copy_streams": 1.8, "index_builds": 0.6}), ran("b")]
+    a, b = migration_report([planned("a"), planned("b")], results)["databases"]
+    assert a["parallelism"] == {"copy_streams": 1.8, "index_builds": 0.6} and "parallelism" not in b
+
+
 def test_a_plan_entry_without_size_counts_as_zero_bytes():
     report = migration_report([planned("a", size=None)], [ran("a", dump_bytes=None)])
     assert report["databases"][0]["source_bytes"] is None
