@@ -399,7 +399,9 @@ def compare(source, target, mode, jobs, skip_schema, schemas=None, copied=None, 
                 entry.update(source_hash=was[1], target_hash=now[1])
             entry["equal"] = was == now
             tables.append(entry)
-            if (src.schema, src.name) in rewritten and not replicated:
+            if (src.schema, src.name) in rewritten:
+                entry["rewritten"] = True  # (since the snapshot)
+            if entry.get("rewritten") and not replicated:
                 entry["equal"] = False
                 problems.append("table %s was truncated or rewritten on the source after the copy's snapshot (TRUNCATE, "
                                 "or an ALTER TABLE that rewrites it), so the copy may lack rows of that snapshot (%s "
@@ -418,10 +420,9 @@ def compare(source, target, mode, jobs, skip_schema, schemas=None, copied=None, 
             differs = "%s differs: %s rows on the source, %s on the target%s%s" % (
                 src.qualified, was[0], now[0], " (content hash differs)" if was[0] == now[0] else "",
                 "; its query gives %s rows on the target" % fresh[0] if fresh else "")
-            if (src.schema, src.name) not in rewritten:
+            if not entry.get("rewritten"):
                 problems.append(differs)
                 continue
-            entry["rewritten"] = True
             warnings.append("table %s was truncated or rewritten on the source after the copy's snapshot (TRUNCATE, "
                             "or an ALTER TABLE that rewrites it), which hides its rows from that snapshot: the copy "
                             "of it could not be compared (%s). Replication carries the change; the cutover compares "

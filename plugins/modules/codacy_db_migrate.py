@@ -405,7 +405,11 @@ dump_dir:
   returned: when kept
   type: str
 tables:
-  description: Per-table verification figures (empty when nothing was copied or O(verify=none)).
+  description:
+    - Per-table verification figures (empty when nothing was copied or O(verify=none)).
+    - C(rewritten) is true for a table truncated or rewritten on the source after the copy's snapshot,
+      which that snapshot shows empty; C(refreshed) for a stale materialized view that the target holds
+      refreshed.
   returned: always
   type: list
   elements: dict
