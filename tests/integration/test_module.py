@@ -354,15 +354,20 @@ class TestFailures:
 
 
 class TestSecrets:
-    def test_password_never_in_argv_nor_verbose_output(self, source, target, dbname, run_module, work_dir):
+    # Every client program the module starts, with each data path: psql with parallel (the
+    # default), vacuumdb with stream.
+    @pytest.mark.parametrize("data_path, programs", [("parallel", {"pg_dump", "pg_restore", "psql"}),
+                                                     ("stream", {"pg_dump", "pg_restore", "vacuumdb"})])
+    def test_password_never_in_argv_nor_verbose_output(self, source, target, dbname, run_module, work_dir,
+                                                       data_path, programs):
         create_feature_database(source, dbname)
         execute(source, dbname, "INSERT INTO issue (account_id, level, message) "
                                 "SELECT 1, 'info', repeat(md5(i::text), 20) FROM generate_series(1, 100000) i")
         create_database(target, dbname)
         with ArgvSampler(PASSWORD) as sampler:
-            result = run_module(module_args(source, target, dbname, work_dir), verbosity=3)
+            result = run_module(module_args(source, target, dbname, work_dir, data_path=data_path), verbosity=3)
         succeeded(result, "migrated")
-        assert {"pg_dump", "pg_restore", "ansible-playbook"} <= sampler.seen, "saw no client: %s" % sampler.seen
+        assert programs | {"ansible-playbook"} <= sampler.seen, "saw no client: %s" % sampler.seen
         assert sampler.leaks == []
         output = result["_stdout"] + result["_stderr"]
         assert "codacy_db_migrate" in output and PASSWORD not in output
