@@ -148,8 +148,10 @@ options:
     default: false
   analyze:
     description:
-      - Rebuild the planner statistics of the target database after a copy (C(vacuumdb --analyze-only)),
-        so the application is not slow on first use.
+      - Rebuild the planner statistics of the target database after a copy, so the application is not
+        slow on first use. With O(data_path=parallel), C(ANALYZE) of each table as soon as its rows and
+        indexes are in (with a PostgreSQL 18 client and target, the source's statistics are carried
+        instead); with the other paths, C(vacuumdb --analyze-only) after the restore.
     type: bool
     default: true
   bin_dir:
@@ -277,8 +279,8 @@ attributes:
     support: full
     description: A second run over an unchanged source changes nothing and reports RV(action=unchanged).
 requirements:
-  - C(pg_dump), C(pg_restore) and C(vacuumdb) of at least the source server's major version on the host that runs
-    the module.
+  - C(pg_dump), C(pg_restore), C(psql) and C(vacuumdb) of at least the source server's major version on the host
+    that runs the module.
 notes:
   - The application should be stopped while the last copy is made. Sessions connected to the source
     database (also those the user may not see the details of, without SUPERUSER or C(pg_read_all_stats))
