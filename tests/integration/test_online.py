@@ -206,7 +206,7 @@ def test_cutover_records_what_it_wrote_itself(logical_source, subscriber, dbname
     'the target database changed since this module copied it (write activity in public.issue_levels)')."""
     source, target = logical_source, subscriber
     application_database(source, target, dbname, bulk_rows=2000)
-    for attempt in range(3):  # (the old code lost the refresh's counts about every other time)
+    for attempt in range(3):  # (whether the old code lost them depended on timing; here it did every time)
         if attempt:
             execute(target, "postgres", 'DROP DATABASE "%s"' % dbname)
             create_database(target, dbname)
