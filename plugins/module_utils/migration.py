@@ -335,6 +335,12 @@ class Migration:
                             % (pattern(self.target_database), self.source_db["encoding"],
                                self.source_db["lc_collate"], self.source_db["lc_ctype"]))
             raise Failure("connect", message) from None
+        # This session writes the run's records. Its commits wait for the disk even on a server that
+        # commits asynchronously (the load sessions do, on purpose): a completion lost in a crash would
+        # make the next run copy everything again, and this flush makes every load commit before it
+        # durable too.
+        with self.tgt.cursor() as cur:
+            cur.execute("SET synchronous_commit = on")
         self.target_info = catalog.server_info(self.tgt)
         self.result["source_size"] = self.source_db["size"]
 
