@@ -61,11 +61,12 @@ def stop_group(proc, grace=5.0):
     proc.poll()
 
 
-def _popen(argv, env, stdin, stdout, log):
+def _popen(argv, env, stdin, stdout, log, pass_fds=()):
     # A session (and process group) of its own: the whole group, workers included, is stopped at
     # once, and a terminal's Ctrl-C reaches us first, so we clean up in order.
     return subprocess.Popen(argv, env=env, stdin=stdin, stdout=stdout, stderr=log, start_new_session=True,
-                            close_fds=True, preexec_fn=_die_with_parent)  # noqa: PLW1509 (one system call, no locks)
+                            close_fds=True, pass_fds=pass_fds,
+                            preexec_fn=_die_with_parent)  # noqa: PLW1509 (one system call, no locks)
 
 
 class Children:
@@ -78,10 +79,11 @@ class Children:
         for proc in list(self.procs):
             stop_group(proc, grace=grace)
 
-    def start(self, argv, env, log_path):
-        """Start a client program whose output the caller reads (proc.stdout); end it with finish()."""
+    def start(self, argv, env, log_path, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, pass_fds=()):
+        """Start a client program (by default one whose output the caller reads: proc.stdout); end it
+        with finish()."""
         with open(log_path, "ab") as log:
-            proc = _popen(argv, env, subprocess.DEVNULL, subprocess.PIPE, log)
+            proc = _popen(argv, env, stdin, stdout, log, pass_fds)
         self.procs.add(proc)
         return proc
 
@@ -90,11 +92,13 @@ class Children:
         gave up, so it may be blocked writing)."""
         try:
             if stop:
-                proc.stdout.close()
+                if proc.stdout:
+                    proc.stdout.close()
                 stop_group(proc)
             return proc.wait()
         finally:
-            proc.stdout.close()
+            if proc.stdout:
+                proc.stdout.close()
             stop_group(proc)
             self.procs.discard(proc)
 

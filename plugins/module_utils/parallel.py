@@ -20,10 +20,10 @@ Interface (all the engine needs from its caller; see Request):
 How it works. The definitions come from `pg_dump --section=pre-data --section=post-data` (with the
 REFRESH of populated materialized views) and go in through pg_restore, as on the stream path. The
 rows of the ordinary tables and partitions travel from a COPY TO on the source, run by psql in the
-exported snapshot, through a pipe to a COPY FROM on the target in this process, read in large
-chunks: no Python code runs per row (binary format when every column has a built-in type, text
-otherwise): `jobs` copy workers take the tables largest first, each part in its
-own transaction; a table above the split threshold is cut into ranges of ctid (sources 14 and
+exported snapshot, through a pipe to a COPY FROM on the target run by a second psql, which this
+process tells to commit once the first sent every row: no row passes through Python (binary format
+when every column has a built-in type, text otherwise). `jobs` copy workers take the tables largest
+first, each part in its own transaction; a table above the split threshold is cut into ranges of ctid (sources 14 and
 newer, where a ctid range is read by a TID range scan) or of its integer primary key. A table copied
 in one part is loaded with TRUNCATE and COPY ... FREEZE in one transaction, so its pages are written
 frozen and all-visible. As soon as a table's rows are in, one of `jobs` index workers builds its
@@ -45,6 +45,7 @@ import os
 import queue
 import re
 import shlex
+import signal
 import subprocess
 import threading
 import time
@@ -64,7 +65,6 @@ except ImportError:  # reported by the modules through connection.HAS_PSYCOPG2
 # its parts are then about max(this, total / (2 * jobs)), at most MAX_PARTS of them.
 SPLIT_MIN_BYTES = 256 * 1024 * 1024
 MAX_PARTS = 16
-COPY_CHUNK = 1 << 18
 PROGRESS_EVERY = 1.0  # seconds between two progress writes
 
 Request = collections.namedtuple("Request", "source database target target_database snapshot jobs schemas settings "
@@ -206,27 +206,29 @@ def concurrency(intervals, started, ended):
     return round(sum(end - start for start, end in intervals) / wall, 2) if wall > 0 else 0.0
 
 
-class _Counting:
-    """The read end of the pipe, counting the bytes the target's COPY reads."""
-
-    def __init__(self, handle, on_bytes):
-        self.handle = handle
-        self.on_bytes = on_bytes
-
-    def read(self, size=-1):
-        data = self.handle.read(size)
-        self.on_bytes(len(data))
-        return data
-
-
-def _copied_rows(tags_path):
-    """The rows psql's \\copy sent, from its command tags ("COPY 1200"), or None."""
+def _tags(path):
+    """The command tags psql wrote to `path` (its --output), or "" when it wrote none."""
     try:
-        with open(tags_path) as handle:
-            found = re.findall(r"^COPY (\d+)$", handle.read(), re.M)
+        with open(path) as handle:
+            return handle.read()
     except OSError:
-        return None
+        return ""
+
+
+def _copied_rows(tags):
+    """The rows of the last COPY among psql's command tags ("COPY 1200"), or None."""
+    found = re.findall(r"^COPY (\d+)$", tags, re.M)
     return int(found[-1]) if found else None
+
+
+def _ended(program, code):
+    return "%s was killed (signal %d)" % (program, -code) if code < 0 else "%s ended (exit code %d)" % (program, code)
+
+
+def _broke_the_pipe(code, log_path):
+    """Whether the sending psql ended because its reader was gone (killed, or failed first)."""
+    return code == -signal.SIGPIPE or any(re.search(r"broken pipe|could not write", line, re.I)
+                                          for line in pgtools.first_errors(log_path))
 
 
 def confirmed_counts(conn, rows, load_started, settle=30.0):
@@ -262,15 +264,6 @@ def confirmed_counts(conn, rows, load_started, settle=30.0):
         if written.get(key) == (received, 0, 0):
             counts[key][1] = received
     return counts
-
-
-def _ended_on_its_own(proc, wait=1.0):
-    """The exit code of the sending psql when it ended with a failure by itself (within `wait`
-    seconds: it ends just after the pipe it held closes), else 0."""
-    try:
-        return proc.wait(timeout=wait)
-    except subprocess.TimeoutExpired:
-        return 0
 
 
 class Engine:
@@ -459,9 +452,29 @@ class Engine:
             if len(conditions) < 2:
                 conditions = [None]
             table.parts = table.parts_left = len(conditions)
+            table.load = "%s%s\n" % ("TRUNCATE ONLY %s;\n" % table.ident.as_string(conn) if table.parts == 1 else "",
+                                     self._copy_in_command(table).as_string(conn))
             for condition in conditions:
-                self.parts.append((table.bytes // table.parts, table, condition))
+                self.parts.append((table.bytes // table.parts, table, self._rows_of(table, condition).as_string(conn)))
         self.parts.sort(key=lambda part: -part[0])
+
+    @staticmethod
+    def _rows_of(table, condition):
+        """What the source's COPY TO reads: the table's columns, or those of a range of its rows."""
+        columns = sql.SQL(", ").join(sql.Identifier(c) for c in table.columns)
+        if condition is None:
+            return table.ident + (sql.SQL(" ({})").format(columns) if table.columns else sql.SQL(""))
+        return sql.SQL("(SELECT {} FROM ONLY {} WHERE {})").format(columns, table.ident, condition)
+
+    @staticmethod
+    def _copy_in_command(table):
+        """psql's \\copy of a table's rows from its standard input into the target; a table copied in one
+        part is written frozen (its TRUNCATE runs in the same transaction)."""
+        columns = sql.SQL(", ").join(sql.Identifier(c) for c in table.columns)
+        options = [o for o, wanted in (("FORMAT binary", table.binary), ("FREEZE", table.parts == 1)) if wanted]
+        return sql.SQL("\\copy {}{} FROM pstdin{}").format(
+            table.ident, sql.SQL(" ({})").format(columns) if table.columns else sql.SQL(""),
+            sql.SQL(" WITH (%s)" % ", ".join(options)) if options else sql.SQL(""))
 
     # -- load: writes the target -------------------------------------------------------------------
     def load(self):
@@ -608,28 +621,15 @@ class Engine:
             return heapq.heappop(self._heap)[2:]
 
     def _copy_worker(self):
-        target = None
-        try:
-            while True:
-                part = self._next_part()
-                if part is None:
-                    return
-                if target is None:
-                    target = self._connect(self._open_target)
-                self._copy_part(target, *part)
-        finally:
-            self._close(target)
+        while True:
+            part = self._next_part()
+            if part is None:
+                return
+            self._copy_part(*part)
 
-    def _copy_out(self, target, table, condition, tags):
-        """psql reading one part of a table on the source, in the exported snapshot, to its
-        standard output: libpq hands the rows to a pipe without passing through Python (which
-        would take the module's one interpreter lock for every row). Its command tags, which
-        give the rows sent, go to the file `tags`."""
-        columns = sql.SQL(", ").join(sql.Identifier(c) for c in table.columns)
-        if condition is None:
-            what = table.ident + (sql.SQL(" ({})").format(columns) if table.columns else sql.SQL(""))
-        else:
-            what = sql.SQL("(SELECT {} FROM ONLY {} WHERE {})").format(columns, table.ident, condition)
+    def _copy_out(self, table, rows, tags):
+        """psql reading `rows` of a table (_rows_of) on the source, in the exported snapshot, to its
+        standard output. Its command tags, which give the rows sent, go to the file `tags`."""
         request = self.request
         return [request.clients["psql"], "--no-psqlrc", "--no-password", "--set=ON_ERROR_STOP=1",
                 "--output=%s" % tags,
@@ -638,70 +638,101 @@ class Engine:
                 "--command=" + verify.SESSION_SETUP,
                 "--command=SET client_encoding = '%s'" % self.encoding,
                 # a meta-command: the rows go to psql's standard output, the tag to --output
-                "--command=\\copy %s TO pstdout%s" % (what.as_string(target),
-                                                      " WITH (FORMAT binary)" if table.binary else ""),
+                "--command=\\copy %s TO pstdout%s" % (rows, " WITH (FORMAT binary)" if table.binary else ""),
                 "--command=COMMIT",
                 "--dbname=%s" % request.source.conninfo(request.database, read_only=True)]
 
-    def _copy_part(self, target, table, condition):
-        """One part of a table: psql's COPY TO on the source into a pipe, COPY FROM on the target
-        out of it; committed only when psql sent every row."""
+    def _copy_in(self, tags, statements_fd):
+        """psql writing rows from its standard input into the target. Its statements come from this
+        process through the pipe `statements_fd`, so that it commits only when told to; its command
+        tags, which give the rows received, go to the file `tags`."""
+        return [self.request.clients["psql"], "--no-psqlrc", "--no-password", "--set=ON_ERROR_STOP=1",
+                "--output=%s" % tags, "--file=/dev/fd/%d" % statements_fd, "--dbname=%s" % self._target_conninfo()]
+
+    def _copy_part(self, table, rows):
+        """One part of a table: psql's COPY TO on the source, through a pipe, into psql's COPY FROM on
+        the target (no row passes through this process, whose one interpreter lock would otherwise
+        be taken for every chunk). The target's transaction is committed only when the sending psql
+        ended well and gave its count; otherwise the receiving psql's statements just end, and the
+        server rolls the part back."""
         with self._lock:
             self._parts_started += 1
             name = os.path.join(self.request.private_dir, "copy-%d" % self._parts_started)
-        columns = sql.SQL(", ").join(sql.Identifier(c) for c in table.columns)
-        freeze = table.parts == 1
-        options = [o for o, wanted in (("FORMAT binary", table.binary), ("FREEZE", freeze)) if wanted]
-        receive = sql.SQL("COPY {}{} FROM STDIN{}").format(
-            table.ident, sql.SQL(" ({})").format(columns) if table.columns else sql.SQL(""),
-            sql.SQL(" (%s)" % ", ".join(options)) if options else sql.SQL(""))
         started = time.time()
-        children = self.request.children
-        sender = children.start(self._copy_out(target, table, condition, name + ".tags"), self.request.env,
-                                name + ".log")
+        children, env = self.request.children, self.request.env
+        sender = children.start(self._copy_out(table, rows, name + ".tags"), env, name + ".log")
+        statements_fd, statements = os.pipe()
         try:
-            with target.cursor() as cur:
-                if freeze:
-                    cur.execute(sql.SQL("TRUNCATE ONLY {}").format(table.ident))
-                cur.copy_expert(receive, _Counting(sender.stdout, self._moved_bytes), size=COPY_CHUNK)
-                received = cur.rowcount
-        except psycopg2.Error as exc:
-            target.rollback()
-            ended = _ended_on_its_own(sender)
-            children.finish(sender, stop=True)
-            if ended:  # psql failed or died first: the target only saw its rows cut short
-                raise self._source_failed(table, name, ended) from None
-            raise CopyFailed("restore", "copying the rows of %s into %s on the target %s failed: %s"
-                             % (table.qualified, self.request.target_database, self.request.target.address,
-                                verify.first_line(exc))) from None
+            receiver = children.start(self._copy_in(name + ".received", statements_fd), env, name + ".in.log",
+                                      stdin=sender.stdout, stdout=subprocess.DEVNULL, pass_fds=(statements_fd,))
         except BaseException:
+            os.close(statements)
             children.finish(sender, stop=True)
             raise
-        code = children.finish(sender)
-        sent = _copied_rows(name + ".tags") if code == 0 else None
-        if sent is None:  # the target got end of file: never commit what may be a part of the rows
-            target.rollback()
-            raise self._source_failed(table, name, code)
-        target.commit()
-        for suffix in (".tags", ".log"):
+        finally:
+            os.close(statements_fd)
+            sender.stdout.close()  # only the receiving psql reads the rows
+        try:
+            sent_code, sent = self._send(table, sender, receiver, statements, name)
+            received_code = receiver.wait()
+        except BaseException:
+            children.finish(receiver, stop=True)
+            children.finish(sender, stop=True)
+            raise
+        children.finish(sender)
+        children.finish(receiver)
+        tags = _tags(name + ".received")
+        if sent is None and not _broke_the_pipe(sent_code, name + ".log"):
+            raise self._source_failed(table, name, sent_code)
+        if received_code != 0 or _copied_rows(tags) is None or not re.search(r"^COMMIT$", tags, re.M):
+            raise CopyFailed("restore", "copying the rows of %s into %s on the target %s failed: %s" % (
+                table.qualified, self.request.target_database, self.request.target.address,
+                " | ".join(pgtools.first_errors(name + ".in.log")) or _ended("psql", received_code)))
+        for suffix in (".tags", ".log", ".received", ".in.log"):
             os.unlink(name + suffix)
         with self._lock:
             self.timeline.append(("copy", table.key, started, time.time()))
             counts = self.rows.setdefault(table.key, [0, 0])
             counts[0] += sent
-            counts[1] += received
+            counts[1] += _copied_rows(tags)
             table.parts_left -= 1
             complete = table.parts_left == 0
         if complete:
             self._complete.put(table)
 
+    def _send(self, table, sender, receiver, statements, name):
+        """Give the receiving psql its statements, wait for the sending psql, and tell the receiver to
+        commit when the sender ended well and gave its count. Returns (sender's exit code, rows sent
+        or None). Closing `statements` ends the receiver (rolling back what it was not told to commit)."""
+        session = "SET client_encoding = '%s';\n%s;\nBEGIN;\n" % (self.encoding, verify.SESSION_SETUP)
+        with os.fdopen(statements, "w") as script:
+            try:
+                script.write(session + table.load)
+                script.flush()
+            except OSError:  # the receiver is gone already: the sender ends on the broken pipe
+                pass
+            while True:  # meanwhile, progress: the meter reads the target's COPY counters
+                try:
+                    code = sender.wait(timeout=PROGRESS_EVERY)
+                    break
+                except subprocess.TimeoutExpired:
+                    self._tick()
+            sent = _copied_rows(_tags(name + ".tags")) if code == 0 else None
+            if sent is not None and receiver.poll() is None:
+                try:
+                    script.write("COMMIT;\n")
+                    script.flush()
+                except OSError:
+                    pass
+        return code, sent
+
     def _source_failed(self, table, name, code):
-        ended = "psql was killed (signal %d)" % -code if code < 0 else "psql ended (exit code %d)" % code
         return CopyFailed("dump", "reading the rows of %s from %s on the source %s failed: %s"
                           % (table.qualified, self.request.database, self.request.source.address,
-                             " | ".join(pgtools.first_errors(name + ".log")) or ended + " before it sent every row"))
+                             " | ".join(pgtools.first_errors(name + ".log")) or
+                             _ended("psql", code) + " before it sent every row"))
 
-    def _moved_bytes(self, _count):
+    def _tick(self):
         with self._lock:
             done = self._done
         self._progress(tables_done=done)

@@ -175,10 +175,10 @@ def restoring(server, dbname):
     """True once pg_restore is loading rows into the target (the migration record says in progress). Asked from
     another database: a session in the target database would make the migration refuse to write."""
     try:
-        # pg_restore's COPY, or the parallel data path's (quoted names).
+        # pg_restore's COPY, or the parallel data path's (psql's \copy: quoted names, spaced out).
         rows = execute(server, "postgres", "SELECT count(*) FROM pg_stat_activity WHERE datname = %s"
                                            " AND (query ILIKE 'COPY public.bulk%%'"
-                                           " OR query LIKE 'COPY \"public\".\"bulk\"%%FROM STDIN%%')", (dbname,))
+                                           " OR query LIKE 'COPY %%\"public\".\"bulk\"%%FROM STDIN%%')", (dbname,))
         return rows[0][0] > 0
     except Exception:  # the server may be between states
         return False

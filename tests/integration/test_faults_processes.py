@@ -16,17 +16,22 @@ from tests.integration.features import (
 from tests.support.compare import compare, snapshot
 
 
-@pytest.mark.parametrize("data_path, program, phase", [("stream", "pg_restore", "restore"),
-                                                       ("parallel", "psql", "dump")])
-def test_client_program_killed_during_the_copy(source, target, dbname, run_module, work_dir, data_path, program, phase):
-    """The program that carries the rows killed in the middle (pg_restore of the stream; psql, the
-    reading side of a table copy of the parallel path): the copy fails in the phase of the side that
-    broke, nothing half-copied is committed as done, and the next run resumes."""
+@pytest.mark.parametrize("data_path, program, which, phase", [("stream", "pg_restore", "", "restore"),
+                                                              ("parallel", "psql", "TO pstdout", "dump"),
+                                                              ("parallel", "psql", "--file=/dev/fd/", "restore")])
+def test_client_program_killed_during_the_copy(source, target, dbname, run_module, work_dir, data_path, program, which,
+                                               phase):
+    """The program that carries the rows killed in the middle (pg_restore of the stream; on the parallel
+    path, the psql that reads a table on the source, or the one that writes it into the target): the
+    copy fails in the phase of the side that broke, nothing half-copied is committed as done, and the
+    next run resumes."""
     before = big_database(source, target, dbname)
     proc = run_module.popen(module_args(source, target, dbname, work_dir, data_path=data_path))
-    wait_for(lambda: restoring(target, dbname) and processes(program, "dbname=" + dbname),
-             what="the restore to start, with %s running" % program)
-    for pid in processes(program, "dbname=" + dbname):
+
+    def carriers():
+        return set(processes(program, "dbname=" + dbname)) & set(processes(program, which))
+    wait_for(lambda: restoring(target, dbname) and carriers(), what="the restore to start, with %s running" % program)
+    for pid in carriers():
         os.kill(pid, signal.SIGKILL)
     result = run_module.result(proc)
     assert result["failed"] and result["phase"] == phase and dbname in result["msg"], result.get("msg")

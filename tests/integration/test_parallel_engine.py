@@ -204,7 +204,7 @@ def test_a_run_killed_in_the_middle_of_a_split_table_is_redone(source, target, d
         def in_the_middle():
             # A part of `wide` is committed while another one is still being copied.
             copying = execute(target, "postgres", "SELECT count(*) FROM pg_stat_activity WHERE datname = %s"
-                                                  " AND query LIKE 'COPY \"public\".\"wide\"%%FROM STDIN%%'",
+                                                  " AND query LIKE 'COPY %%\"public\".\"wide\"%%FROM STDIN%%'",
                               (dbname,))[0][0]
             return copying and execute(target, dbname, "SELECT to_regclass('public.wide') IS NOT NULL"
                                                        " AND EXISTS (SELECT FROM public.wide)")[0][0]
