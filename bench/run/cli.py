@@ -12,7 +12,7 @@ import time
 
 from bench.run import __doc__ as PACKAGE_DOC
 from bench.run import online
-from bench.run.common import BENCH, MB, SIX, log
+from bench.run.common import BENCH, MB, databases_of, log
 from bench.run.contenders import CONTENDERS, EXTRAS, Lineup
 from bench.run.contenders.bound import prepare_bound_dumps
 from bench.run.contenders.ours import ensure_collection_link
@@ -40,6 +40,9 @@ def parse_args(argv):
     parser.add_argument("--shape", default="codacy", choices=sorted(dataset.SHAPES),
                         help="dataset shape: codacy (six Codacy-shaped databases) or dominant (about 80%% of the "
                              "bytes in one table)")
+    parser.add_argument("--databases", default="six", choices=["six", "eight"],
+                        help="six (Codacy's classic databases) or eight (with listener and crow, small); the vendor "
+                             "script knows the six only")
     parser.add_argument("--online", action="store_true",
                         help="the online benchmark instead of the contenders: the application writes while "
                              "db_migration_mode online copies, then the cutover; at --scale-mb and twice it")
@@ -180,7 +183,8 @@ def generate_only(args, settings, workdir):
             return 2
         source, _ = start_source(source_dir, settings)
         started = time.monotonic()
-        sizes = dataset.generate(source.params(), scale_mb=args.scale_mb, databases=SIX, seed=args.seed, jobs=2,
+        sizes = dataset.generate(source.params(), scale_mb=args.scale_mb, databases=databases_of(args), seed=args.seed,
+                                 jobs=2,
                                  progress=lambda m: log("  " + m), shape=args.shape)
         log("dataset in %s: %.0f MB in %.1f s" % (source_dir, sum(sizes.values()) / MB, time.monotonic() - started))
         return 0

@@ -6,7 +6,7 @@ import json
 import os
 import statistics
 
-from bench.run.common import MB, SIX
+from bench.run.common import MB
 from bench.run.contenders import CONTENDERS
 from bench.run.contenders.bound import BOUND_DESCRIPTION, Bound
 from bench.run.measure import median_run, summarize
@@ -66,10 +66,11 @@ def build_report(ctx, lineup, rounds, notes, started_at, command, settings):
                     "target_version": target.execute("SHOW server_version")[0][0],
                     "source_settings": show_settings(source), "target_settings": show_settings(target),
                     "extra_settings": settings},
-        "dataset": {"scale_mb": args.scale_mb, "seed": args.seed, "shape": args.shape, "generation_s": ctx.generation_s,
+        "dataset": {"scale_mb": args.scale_mb, "seed": args.seed, "shape": args.shape, "databases": list(ctx.databases),
+                    "generation_s": ctx.generation_s,
                     "total_bytes": total, "sizes": ctx.sizes, "order": ctx.order,
-                    "rows": {db: sum(t["rows"] for t in ctx.snapshots[db]["tables"].values()) for db in SIX},
-                    "biggest": {db: biggest(ctx.snapshots[db]) for db in SIX}},
+                    "rows": {db: sum(t["rows"] for t in ctx.snapshots[db]["tables"].values()) for db in ctx.databases},
+                    "biggest": {db: biggest(ctx.snapshots[db]) for db in ctx.databases}},
         "contenders": described, "summary": summary, "bound": bound_report, "rerun": rerun_report,
         "ours_phases": ours_phases(by_contender), "runs": rounds.runs + rounds.reruns,
         "ours_per_database": (median_run(by_contender.get("ours", [])) or {}).get("per_database"),

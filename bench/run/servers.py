@@ -12,7 +12,7 @@ import time
 import psycopg2
 from psycopg2 import sql
 
-from bench.run.common import MB, SIX, log
+from bench.run.common import MB, databases_of, log
 from bench.run.sampling import block_device
 from tests.support import compare, dataset
 from tests.support.pgserver import PgServer, find_bindir
@@ -125,7 +125,8 @@ class Context:
                 handle.write("%s:%d:*:%s:%s\n" % (server.host, server.port, server.superuser, escaped))
         self.device = block_device(workdir)
         self.sizes = {}
-        self.order = list(SIX)
+        self.databases = databases_of(args)
+        self.order = list(self.databases)
         self.snapshots = {}
         self.db_props = {}
 
@@ -156,28 +157,28 @@ def prepare_dataset(ctx):
     log("dataset: scale %s MB, seed %d on the source (%s); generated once, then reused"
         % (args.scale_mb, args.seed, ctx.source.basedir))
     started = time.monotonic()
-    sizes = dataset.generate(ctx.source.params(), scale_mb=args.scale_mb, databases=SIX, seed=args.seed,
+    sizes = dataset.generate(ctx.source.params(), scale_mb=args.scale_mb, databases=ctx.databases, seed=args.seed,
                              jobs=2, progress=lambda m: log("  " + m), shape=args.shape)
     ctx.generation_s = round(time.monotonic() - started, 1)
     ctx.sizes = dict(sizes)
-    ctx.order = sorted(SIX, key=lambda db: -ctx.sizes[db])
+    ctx.order = sorted(ctx.databases, key=lambda db: -ctx.sizes[db])
     rows = ctx.source.execute("SELECT datname, pg_encoding_to_char(encoding), datcollate, datctype "
-                              "FROM pg_database WHERE datname = ANY(%s)", (list(SIX),))
+                              "FROM pg_database WHERE datname = ANY(%s)", (list(ctx.databases),))
     ctx.db_props = {name: (enc, collate, ctype) for name, enc, collate, ctype in rows}
     log("dataset ready in %.1f s: %s (total %.0f MB)" % (ctx.generation_s, ", ".join(
         "%s %.0f MB" % (db, ctx.sizes[db] / MB) for db in ctx.order), ctx.total_bytes() / MB))
     started = time.monotonic()
-    for db in SIX:
+    for db in ctx.databases:
         ctx.snapshots[db] = compare.snapshot(ctx.source.params(), db)
     log("source snapshots (counts and content hashes of every table) in %.1f s" % (time.monotonic() - started))
 
 
 def reset_target(ctx):
-    """Drop and recreate the six databases on the target, empty, with the source's encoding and locale."""
+    """Drop and recreate the databases on the target, empty, with the source's encoding and locale."""
     conn = ctx.target.connect("postgres")
     try:
         with conn.cursor() as cur:
-            for db in SIX:
+            for db in ctx.databases:
                 cur.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(db)))
                 encoding, collate, ctype = ctx.db_props[db]
                 cur.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0 ENCODING {} LC_COLLATE {} LC_CTYPE {}")
@@ -195,10 +196,10 @@ def quiesce(ctx):
 
 
 def check_target(ctx):
-    """compare.py on all six databases: (status, differences). status: ok | incomplete | FAIL.
+    """compare.py on all the databases: (status, differences). status: ok | incomplete | FAIL.
     `incomplete`: objects missing on the target, nothing present differs (what `-n public` does)."""
     differences = []
-    for db in SIX:
+    for db in ctx.databases:
         try:
             snap = compare.snapshot(ctx.target.params(), db)
         except psycopg2.Error as exc:

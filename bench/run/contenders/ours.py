@@ -6,7 +6,7 @@ import re
 import shutil
 import sys
 
-from bench.run.common import BENCH, ROOT, SIX, read
+from bench.run.common import BENCH, ROOT, read
 from bench.run.contenders.base import Contender
 from bench.run.processes import finish, run_text, spawn
 
@@ -31,7 +31,8 @@ class Ours(Contender):
 
     @property
     def description(self):
-        return ("ansible-playbook %s with default settings (%s); passwords in a 0600 vars file passed with -e @file"
+        return ("ansible-playbook %s with default settings (%s) and the checkout's ansible.cfg; passwords in a 0600"
+                " vars file passed with -e @file"
                 % (os.path.relpath(self.playbook(), ROOT),
                    "the role codacy.selfhosted.db_migration" if self.playbook() == ROLE_PLAYBOOK else
                    "fallback until playbooks/migrate.yml exists: the module over the six databases, sequentially"))
@@ -74,7 +75,7 @@ class Ours(Contender):
                     for server_role, s in (("source", ctx.source), ("target", ctx.target))}
         report_path = os.path.join(run_dir, "report.json")
         variables = {"db_migration_source": endpoint["source"], "db_migration_target": endpoint["target"],
-                     "db_migration_databases": list(SIX), "db_migration_work_dir": work_dir,
+                     "db_migration_databases": list(ctx.databases), "db_migration_work_dir": work_dir,
                      "db_migration_report_path": report_path,
                      "ansible_connection": "local", "ansible_python_interpreter": sys.executable}
         variables.update(ctx.args.ours_var)  # --ours-var: role variables to compare against the defaults
@@ -86,6 +87,8 @@ class Ours(Contender):
         record = os.path.join(run_dir, "record.jsonl")
         env = ctx.env(passfile=False)
         env.update({
+            # the checkout's ansible.cfg, as in the quick start (its internal_poll_interval)
+            "ANSIBLE_CONFIG": os.path.join(ROOT, "ansible.cfg"),
             "ANSIBLE_COLLECTIONS_PATH": COLLECTIONS, "ANSIBLE_CALLBACK_PLUGINS": CALLBACK_DIR,
             "ANSIBLE_CALLBACKS_ENABLED": "bench_record", "BENCH_RECORD_FILE": record,
             "ANSIBLE_LOCALHOST_WARNING": "False", "ANSIBLE_INVENTORY_UNPARSED_WARNING": "False",

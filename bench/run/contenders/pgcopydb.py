@@ -5,7 +5,7 @@ import re
 import shutil
 import time
 
-from bench.run.common import SIX, read
+from bench.run.common import read
 from bench.run.contenders.base import Contender
 from bench.run.processes import finish, run_text, spawn
 
@@ -45,7 +45,7 @@ class PgCopyDb(Contender):
         os.makedirs(base)
         deadline = time.monotonic() + timeout
         logs, rc = [], 0
-        for db in SIX:
+        for db in ctx.databases:
             log_path = os.path.join(run_dir, "pgcopydb-%s.log" % db)
             argv = ["pgcopydb", "clone", "--source", uri(ctx.source, db), "--target", uri(ctx.target, db),
                     "--dir", os.path.join(base, db), "--table-jobs", str(self.jobs), "--index-jobs", str(self.jobs)]

@@ -4,7 +4,7 @@ import contextlib
 import fcntl
 import os
 
-from bench.run.common import BENCH, SIX, read
+from bench.run.common import BENCH, SIX, databases_of, read
 from bench.run.contenders.base import Contender, error_lines
 from bench.run.processes import finish, run_text, spawn
 
@@ -26,6 +26,18 @@ class Vendor(Contender):
         with open(VENDOR_SCRIPT, "rb") as handle:
             digest = hashlib.sha256(handle.read()).hexdigest()[:16]
         return "vendor_migrate.sh sha256:%s, %s" % (digest, run_text([ctx.tool("pg_dump"), "--version"]).strip())
+
+    def __init__(self, databases=SIX):
+        self.databases = databases
+
+    @classmethod
+    def from_args(cls, args):
+        return cls(databases_of(args))
+
+    def available(self, ctx):
+        if self.databases != SIX:
+            return False, "the vendor script migrates the six databases of its guide only (--databases six)"
+        return True, ""
 
     def dumps(self):
         return [os.path.join("/tmp", "%s.dump" % db) for db in SIX]
