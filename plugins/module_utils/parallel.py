@@ -225,6 +225,15 @@ def _ended(program, code):
     return "%s was killed (signal %d)" % (program, -code) if code < 0 else "%s ended (exit code %d)" % (program, code)
 
 
+def _tell(script, statements):
+    """Write statements to the receiving psql; when it is gone, its exit code will tell why."""
+    try:
+        script.write(statements)
+        script.flush()
+    except OSError:
+        pass
+
+
 def _broke_the_pipe(code, log_path):
     """Whether the sending psql ended because its reader was gone (killed, or failed first)."""
     return code == -signal.SIGPIPE or any(re.search(r"broken pipe|could not write", line, re.I)
@@ -705,12 +714,9 @@ class Engine:
         commit when the sender ended well and gave its count. Returns (sender's exit code, rows sent
         or None). Closing `statements` ends the receiver (rolling back what it was not told to commit)."""
         session = "SET client_encoding = '%s';\n%s;\nBEGIN;\n" % (self.encoding, verify.SESSION_SETUP)
-        with os.fdopen(statements, "w") as script:
-            try:
-                script.write(session + table.load)
-                script.flush()
-            except OSError:  # the receiver is gone already: the sender ends on the broken pipe
-                pass
+        script = os.fdopen(statements, "w")
+        try:
+            _tell(script, session + table.load)
             while True:  # meanwhile, progress: the meter reads the target's COPY counters
                 try:
                     code = sender.wait(timeout=PROGRESS_EVERY)
@@ -719,11 +725,12 @@ class Engine:
                     self._tick()
             sent = _copied_rows(_tags(name + ".tags")) if code == 0 else None
             if sent is not None and receiver.poll() is None:
-                try:
-                    script.write("COMMIT;\n")
-                    script.flush()
-                except OSError:
-                    pass
+                _tell(script, "COMMIT;\n")
+        finally:
+            try:
+                script.close()
+            except OSError:  # what could not be written to a receiver that is gone
+                pass
         return code, sent
 
     def _source_failed(self, table, name, code):

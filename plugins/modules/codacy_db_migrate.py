@@ -186,7 +186,8 @@ options:
         with O(jobs) workers; it needs disk for the whole dump and restores only after the dump ended.
       - V(parallel) (the default) creates the tables from the same dump of the definitions, then O(jobs) workers copy the
         tables, largest first, each from a C(COPY TO) on the source straight into a C(COPY FROM) on the target
-        in the same snapshot (tables larger than their share are copied in several ranges at once; a table
+        in the same snapshot (C(psql) on each side, through a pipe; the target's commits only once the source's
+        sent every row; tables larger than their share are copied in several ranges at once; a table
         copied whole is loaded with C(TRUNCATE) and C(COPY FREEZE) in one transaction). As soon as a table's
         rows are in, one of O(jobs) more workers builds its indexes, constraints and triggers and runs its
         C(ANALYZE), while other tables still copy; foreign keys, partition index attachments and
