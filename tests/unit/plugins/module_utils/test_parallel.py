@@ -1,6 +1,8 @@
 """Unit tests of the parallel engine's pure logic: when and how tables split, the ranges, which
 post-data entries a table makes as soon as its rows are in, achieved concurrency."""
 
+import signal
+
 from ansible_collections.codacy.selfhosted.plugins.module_utils import parallel
 
 MB = 1 << 20
@@ -84,10 +86,21 @@ def test_target_connections_cover_copy_index_and_wide_restore():
     assert parallel.target_connections(2) == 2 + 1 + 3 + 1 + 1
 
 
-def test_rows_sent_come_from_psqls_last_copy_tag(tmp_path):
+def test_rows_come_from_psqls_last_copy_tag(tmp_path):
     tags = tmp_path / "copy-1.tags"
     tags.write_text("BEGIN\nSET\nSET\nCOPY 1200\nCOMMIT\n")
-    assert parallel._copied_rows(str(tags)) == 1200
+    assert parallel._copied_rows(parallel._tags(str(tags))) == 1200
     tags.write_text("BEGIN\nSET\n")  # psql stopped before its \copy ended
-    assert parallel._copied_rows(str(tags)) is None
-    assert parallel._copied_rows(str(tmp_path / "missing.tags")) is None
+    assert parallel._copied_rows(parallel._tags(str(tags))) is None
+    assert parallel._tags(str(tmp_path / "missing.tags")) == ""
+
+
+def test_a_sending_psql_that_lost_its_reader_is_told_from_a_failing_source(tmp_path):
+    log = tmp_path / "copy-1.log"
+    log.write_text("")
+    assert parallel._broke_the_pipe(-signal.SIGPIPE, str(log))
+    assert not parallel._broke_the_pipe(-signal.SIGKILL, str(log))
+    log.write_text("psql: error: could not write COPY data: Broken pipe\n")
+    assert parallel._broke_the_pipe(1, str(log))
+    log.write_text("psql:<stdin>:1: ERROR:  canceling statement due to statement timeout\n")
+    assert not parallel._broke_the_pipe(1, str(log))
