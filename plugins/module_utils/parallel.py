@@ -23,8 +23,9 @@ rows of the ordinary tables and partitions travel from a COPY TO on the source, 
 exported snapshot, through a pipe to a COPY FROM on the target run by a second psql, which this
 process tells to commit once the first sent every row: no row passes through Python (binary format
 when every column has a built-in type, text otherwise). `jobs` copy workers take the tables largest
-first, each part in its own transaction; a table above the split threshold is cut into ranges of ctid (sources 14 and
-newer, where a ctid range is read by a TID range scan) or of its integer primary key. A table copied
+first, each part in its own transaction; a table above the split threshold is cut into ranges of
+ctid (sources 14 and newer, where a ctid range is read by a TID range scan) or of its integer
+primary key. A table copied
 in one part is loaded with TRUNCATE and COPY ... FREEZE in one transaction, so its pages are written
 frozen and all-visible. As soon as a table's rows are in, one of `jobs` index workers builds its
 indexes, constraints (but foreign keys), triggers, rules and policies (pg_restore of that table's
