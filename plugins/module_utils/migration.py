@@ -590,7 +590,8 @@ class Migration:
                                      self.params["analyze"])
         engine = parallel.Engine(parallel.Request(
             self.source, self.database, self.target, self.target_database, snapshot_id, self.params["jobs"],
-            self.schemas, settings, self.clients, self.private_dir, env, on_progress, self.guard.children))
+            self.schemas, settings, self.clients, self.private_dir, env, on_progress, self.guard.children),
+            split=self.params["split_tables"])
         try:
             engine.prepare()
             run_id = self.start_writing(action)

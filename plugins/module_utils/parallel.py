@@ -283,8 +283,9 @@ class Engine:
     # ranges of an integer primary key (an index range scan), and tables without one are not split.
     ctid_from_version = 140000
 
-    def __init__(self, request, split_min_bytes=None):
+    def __init__(self, request, split=True, split_min_bytes=None):
         self.request = request
+        self.split = split  # whether large tables may be copied in ranges (the module's split_tables)
         self.split_min_bytes = SPLIT_MIN_BYTES if split_min_bytes is None else split_min_bytes
         self.jobs = max(1, request.jobs)
         self.rows = {}
@@ -448,7 +449,7 @@ class Engine:
         self.parts = []
         for table in self.tables:
             conditions = [None]
-            wanted = split_parts(table.bytes, total, self.jobs, self.split_min_bytes)
+            wanted = split_parts(table.bytes, total, self.jobs, self.split_min_bytes) if self.split else 1
             if wanted > 1 and self.source_version >= self.ctid_from_version:
                 conditions = [range_condition(sql.SQL("ctid"), low, high, lambda b: sql.Literal("(%d,0)" % b) +
                                               sql.SQL("::tid"))

@@ -209,6 +209,18 @@ options:
       - C(max_parallel_maintenance_workers) of the same sessions (the server caps it with its own
         C(max_parallel_workers) and C(max_worker_processes)). By default the server's setting applies.
     type: int
+  split_tables:
+    description:
+      - With O(data_path=parallel), copy a table larger than its share of the database (its table bytes / O(jobs))
+        and than 256 MB in several ranges at once (ranges of C(ctid) from PostgreSQL 14 sources on, of an integer
+        primary key before).
+      - V(false) copies every table whole, in one transaction with C(TRUNCATE) and C(COPY FREEZE). The ranges of
+        a split table cannot be written frozen, so the first reader (its index builds) writes the table a second
+        time to set its rows' hint bits; where the target has no idle cores for the ranges (a small server, or
+        one sharing its cores with the source and the migration host) copying whole is faster.
+    type: bool
+    default: true
+    version_added: 1.1.0
   mode:
     description:
       - V(offline) (the default) copies the database once; the application should be stopped.
@@ -515,6 +527,7 @@ ARGUMENT_SPEC = dict(
     data_path=dict(type="str", default="parallel", choices=["stream", "directory", "parallel"]),
     maintenance_work_mem=dict(type="str", default="256MB"),
     max_parallel_maintenance_workers=dict(type="int"),
+    split_tables=dict(type="bool", default=True),
     mode=dict(type="str", default="offline", choices=list(online.MODES)),
     source_from_target=online.source_from_target_spec(),
     progress_file=dict(type="path"),

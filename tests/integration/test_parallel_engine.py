@@ -155,6 +155,20 @@ def test_indexes_build_while_other_tables_copy_and_whole_tables_are_frozen(sourc
     assert max(p["tables_done"] for p in progress if "tables_done" in p) == total[0]
 
 
+def test_with_split_tables_off_a_table_that_would_split_is_copied_whole_and_frozen(source, target, dbname,
+                                                                                    work_dir, monkeypatch):
+    make_source(source, dbname, wide=300000, heap=1000)
+    create_database(target, dbname)
+    monkeypatch.setattr(parallel, "SPLIT_MIN_BYTES", 1 << 20)  # `wide` splits at this size (4 workers)
+    args = module_args(source, target, dbname, work_dir, data_path="parallel", jobs=4, split_tables=False)
+    succeeded(run_in_process(args), "migrated")
+    assert compare(source.params(), dbname, target.params(), dbname) == []
+    execute(target, dbname, "CREATE EXTENSION pg_visibility")
+    pages, frozen = execute(target, dbname, "SELECT count(*), count(*) FILTER (WHERE all_frozen)"
+                                            " FROM pg_visibility_map('public.wide')")[0]
+    assert pages > 0 and frozen == pages, "wide: %d of %d pages all-frozen" % (frozen, pages)
+
+
 KILLED_RUN = """
 import json, sys
 sys.path.insert(0, %(root)r)
