@@ -155,8 +155,8 @@ def test_indexes_build_while_other_tables_copy_and_whole_tables_are_frozen(sourc
     assert max(p["tables_done"] for p in progress if "tables_done" in p) == total[0]
 
 
-def test_with_split_tables_off_a_table_that_would_split_is_copied_whole_and_frozen(source, target, dbname,
-                                                                                    work_dir, monkeypatch):
+def test_with_split_tables_off_a_table_that_would_split_is_copied_whole_and_frozen(
+        source, target, dbname, work_dir, monkeypatch):
     make_source(source, dbname, wide=300000, heap=1000)
     create_database(target, dbname)
     monkeypatch.setattr(parallel, "SPLIT_MIN_BYTES", 1 << 20)  # `wide` splits at this size (4 workers)
