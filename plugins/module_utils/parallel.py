@@ -77,9 +77,9 @@ Settings = collections.namedtuple("Settings", "maintenance_work_mem max_parallel
 
 
 def target_connections(jobs):
-    """Connections the copy opens to the target at most: `jobs` copy and `jobs` index workers, one of
-    which may run pg_restore with a leader and `jobs` workers (Engine._widen), the stream of sequences
-    and large objects, and the module's own."""
+    """Connections the copy opens to the target at most: `jobs` copy workers (each one's receiving
+    psql) and `jobs` index workers, one of which may run pg_restore with a leader and `jobs` workers
+    (Engine._widen), the stream of sequences and large objects, and the module's own."""
     return 3 * jobs + 2
 
 
