@@ -24,7 +24,7 @@ import tempfile
 import time
 
 from ansible_collections.codacy.selfhosted.plugins.module_utils import (
-    catalog, dbprops, fingerprint, guard, pgtools, privatedir, progress, records, rundir, verify)
+    catalog, dbprops, fingerprint, guard, parallel, pgtools, privatedir, progress, records, rundir, verify)
 from ansible_collections.codacy.selfhosted.plugins.module_utils.connection import (
     ConnectionProblem, Endpoint, child_environment, cut, endpoint_problems, write_passfile)
 from ansible_collections.codacy.selfhosted.plugins.module_utils.progress import dir_size
@@ -229,30 +229,6 @@ def describe_source(identity):
     return "%s:%s/%s" % (identity.get("host"), identity.get("port"), identity.get("database"))
 
 
-def creates_existing_schema(toc_line, existing):
-    """True for a `pg_restore --list` line such as `5; 2615 2200 SCHEMA - public postgres`
-    whose schema is in `existing`."""
-    match = re.match(r"^\d+; \d+ \d+ SCHEMA - (.*)$", toc_line)
-    return bool(match) and any(match.group(1).startswith(name + " ") for name in existing)
-
-
-def restore_pass(toc_line):
-    """Which of three pg_restore runs restores a `pg_restore --list` line: 1 for the attachments
-    of partitioned indexes, one at a time (attached concurrently, two can each miss the other's
-    and leave the partitioned index invalid); 2 for foreign keys, which need the index of a
-    partitioned table they reference attached, and comments on constraints; 0 for the rest."""
-    if re.match(r"^\d+; \d+ \d+ INDEX ATTACH ", toc_line):
-        return 1
-    if re.match(r"^\d+; \d+ \d+ (FK CONSTRAINT |(COMMENT|SECURITY LABEL) .*\bCONSTRAINT )", toc_line):
-        return 2
-    return 0
-
-
-def pattern(name):
-    """An exact-name pattern for pg_dump --schema (its patterns fold case and treat * ? as wildcards)."""
-    return '"%s"' % name.replace('"', '""')
-
-
 class Migration:
     """One run of the module: inspect, decide, and (unless check mode) copy, verify and record."""
 
@@ -332,7 +308,7 @@ class Migration:
             if "does not exist" in message:
                 message += (": create it first (CREATE DATABASE %s TEMPLATE template0 ENCODING '%s' LC_COLLATE '%s' "
                             "LC_CTYPE '%s') or use the role codacy.selfhosted.db_migration, which creates it"
-                            % (pattern(self.target_database), self.source_db["encoding"],
+                            % (pgtools.pattern(self.target_database), self.source_db["encoding"],
                                self.source_db["lc_collate"], self.source_db["lc_ctype"]))
             raise Failure("connect", message) from None
         # This session writes the run's records. Its commits wait for the disk even on a server that
@@ -383,7 +359,7 @@ class Migration:
                           % (self.target_database,
                              ", ".join("%s %s" % (k.upper(), target_db[k]) for k in mismatched),
                              ", ".join("%s %s" % (k.upper(), self.source_db[k]) for k in mismatched),
-                             pattern(self.target_database), pattern(self.target_database),
+                             pgtools.pattern(self.target_database), pgtools.pattern(self.target_database),
                              self.source_db["encoding"], self.source_db["lc_collate"], self.source_db["lc_ctype"]))
         if self.schemas:
             losses = catalog.schema_restriction_losses(self.src, self.tgt, self.schemas)
@@ -394,7 +370,6 @@ class Migration:
         own = "jobs %d plus the module's own" % jobs
         target_needs = (jobs + 2, own)
         if self.params.get("data_path") == "parallel":
-            from ansible_collections.codacy.selfhosted.plugins.module_utils import parallel
             target_needs = (parallel.target_connections(jobs),
                             "3 x jobs %d for the copy and the index builds, plus the module's own" % jobs)
         for endpoint, conn, (needed, what) in ((self.source, self.src, (jobs + 3, own)), (self.target, self.tgt, target_needs)):
@@ -516,8 +491,8 @@ class Migration:
 
     def pg_dump(self, snapshot_id, *options):
         argv = [self.clients["pg_dump"], "--no-password", "--verbose", "--snapshot=%s" % snapshot_id,
-                "--exclude-schema=%s" % pattern(records.SCHEMA)] + list(options)
-        argv += ["--schema=%s" % pattern(s) for s in self.schemas]
+                "--exclude-schema=%s" % pgtools.pattern(records.SCHEMA)] + list(options)
+        argv += ["--schema=%s" % pgtools.pattern(s) for s in self.schemas]
         return argv + ["--dbname=%s" % self.source.conninfo(self.database, read_only=True)]
 
     def pg_restore(self, *options):
@@ -577,9 +552,6 @@ class Migration:
     def copy_in_parallel(self, action, env, snapshot_id):
         """The table-parallel engine (module_utils/parallel.py): it plans and dumps the definitions,
         the run is recorded as in progress, then it loads; its row counts serve verification."""
-        # Imported here: parallel uses this module's helpers for pg_dump's table of contents.
-        from ansible_collections.codacy.selfhosted.plugins.module_utils import parallel
-
         def on_progress(**fields):  # (from the engine's threads: Progress and Meter lock nothing, and need not)
             if "phase" in fields:
                 self.phase = fields["phase"]
@@ -622,7 +594,7 @@ class Migration:
 
     def restore_lists(self, dump_dir):
         """The dump's table of contents, without CREATE SCHEMA for schemas the target already has,
-        as the lists of the pg_restore runs that restore it one after the other (restore_pass()),
+        as the lists of the pg_restore runs that restore it one after the other (pgtools.restore_pass()),
         each with its number of workers: [(path, jobs)]; and how many tables' data it restores.
 
         With --schema, pg_dump emits CREATE SCHEMA even for `public`, which every database
@@ -630,10 +602,10 @@ class Migration:
         toc = subprocess.run([self.clients["pg_restore"], "--list", dump_dir], capture_output=True, text=True,
                              check=True).stdout
         existing = set(r[0] for r in catalog.fetchall(self.tgt, "SELECT nspname FROM pg_namespace"))
-        kept = [line for line in toc.splitlines() if not creates_existing_schema(line, existing)]
+        kept = [line for line in toc.splitlines() if not pgtools.creates_existing_schema(line, existing)]
         lines = [[], [], []]
         for line in kept:
-            lines[restore_pass(line)].append(line)
+            lines[pgtools.restore_pass(line)].append(line)
         passes = []
         for number, chosen in enumerate(lines):
             if number == 0 or chosen:
@@ -651,7 +623,6 @@ class Migration:
             copied = None
             if self.copied is not None and self.params["verify"] == "counts":
                 # Read now, not when the load ended: a write in between must be seen.
-                from ansible_collections.codacy.selfhosted.plugins.module_utils import parallel
                 copied = parallel.confirmed_counts(self.tgt, self.copied.rows, self.copied.load_started)
             tables, problems, warnings = verify.compare(source, target, self.params["verify"], jobs, records.SCHEMA,
                                                         self.schemas, copied=copied, replicated=self.REPLICATED)

@@ -51,9 +51,10 @@ import subprocess
 import threading
 import time
 
-from ansible_collections.codacy.selfhosted.plugins.module_utils import fingerprint, migration, pgtools, records, verify
+from ansible_collections.codacy.selfhosted.plugins.module_utils import fingerprint, pgtools, records, verify
 from ansible_collections.codacy.selfhosted.plugins.module_utils.catalog import FIRST_NORMAL_OID
 from ansible_collections.codacy.selfhosted.plugins.module_utils.connection import APPLICATION_NAME, cut
+from ansible_collections.codacy.selfhosted.plugins.module_utils.progress import dir_size
 
 try:
     import psycopg2
@@ -194,7 +195,7 @@ def assign_entries(post_data_lines, owners, copied):
     for line in post_data_lines:
         match = TABLE_ENTRY.match(line)
         owner = owners.get((int(match.group(1)), int(match.group(2)))) if match else None
-        if owner in copied and migration.restore_pass(line) == 0:
+        if owner in copied and pgtools.restore_pass(line) == 0:
             per_table[owner].append(line)
         else:
             rest.append(line)
@@ -370,8 +371,8 @@ class Engine:
     def _pg_dump(self, *options):
         request = self.request
         argv = [request.clients["pg_dump"], "--no-password", "--verbose", "--snapshot=%s" % request.snapshot,
-                "--exclude-schema=%s" % migration.pattern(records.SCHEMA)] + list(options)
-        argv += ["--schema=%s" % migration.pattern(s) for s in request.schemas]
+                "--exclude-schema=%s" % pgtools.pattern(records.SCHEMA)] + list(options)
+        argv += ["--schema=%s" % pgtools.pattern(s) for s in request.schemas]
         return argv + ["--dbname=%s" % request.source.conninfo(request.database, read_only=True)]
 
     def _record(self, argv):
@@ -441,7 +442,7 @@ class Engine:
             argv = self._pg_dump("--format=directory", "--statistics-only", "--section=data",
                                  "--file=%s" % self.statistics_dir)
             self._timed("dump", self._run, "dump", [(argv, "statistics-pg_dump.log")])
-        self.dump_bytes = sum(migration.dir_size(path) for path in (self.schema_dir, self.statistics_dir) if path)
+        self.dump_bytes = sum(dir_size(path) for path in (self.schema_dir, self.statistics_dir) if path)
 
     def _plan(self, conn):
         """The parts of every table, largest first: [(bytes, table, condition or None)]."""
@@ -527,13 +528,13 @@ class Engine:
         finally:
             conn.close()
         kept = [line for line in listing() if line and not line.startswith(";")
-                and not migration.creates_existing_schema(line, existing)]
+                and not pgtools.creates_existing_schema(line, existing)]
         post_data = [line for line in listing("--section=post-data") if line and not line.startswith(";")]
         per_table, rest = assign_entries(post_data, self.owners, set(t.oid for t in self.tables))
         return {"all": kept, "per_table": per_table,
-                "rest": [line for line in rest if migration.restore_pass(line) == 0],
-                1: [line for line in rest if migration.restore_pass(line) == 1],
-                2: [line for line in rest if migration.restore_pass(line) == 2]}
+                "rest": [line for line in rest if pgtools.restore_pass(line) == 0],
+                1: [line for line in rest if pgtools.restore_pass(line) == 1],
+                2: [line for line in rest if pgtools.restore_pass(line) == 2]}
 
     def _write_list(self, name, lines):
         path = os.path.join(self.request.private_dir, name)
@@ -794,7 +795,7 @@ class Engine:
 
     # -- what pg_dump carries: sequence values, large objects, other tables' data --------------------
     def _copy_the_rest(self):
-        excluded = ["--exclude-table-data=%s.%s" % (migration.pattern(t.schema), migration.pattern(t.name))
+        excluded = ["--exclude-table-data=%s.%s" % (pgtools.pattern(t.schema), pgtools.pattern(t.name))
                     for t in self.tables]
         dump = self._pg_dump("--format=custom", "--compress=0", "--data-only", *excluded)
         restore = self._pg_restore("--format=custom", "--data-only")

@@ -1,7 +1,8 @@
 # -*- coding: utf-8 -*-
 # Copyright: Contributors to the codacy.selfhosted collection
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The PostgreSQL client programs: finding them, their versions, reading their errors.
+"""The PostgreSQL client programs: finding them, their versions, reading their errors, their name
+patterns and the lines of pg_restore's table of contents.
 Running them, and ending them, is children.py's job."""
 
 from __future__ import absolute_import, division, print_function
@@ -100,3 +101,27 @@ def first_errors(log_path, limit=5):
         return []
     errors = [ln for ln in lines if re.search(r"(error|fatal|could not|failed|ERROR|FATAL)", ln, re.I)]
     return (errors or lines)[:limit]
+
+
+def creates_existing_schema(toc_line, existing):
+    """True for a `pg_restore --list` line such as `5; 2615 2200 SCHEMA - public postgres`
+    whose schema is in `existing`."""
+    match = re.match(r"^\d+; \d+ \d+ SCHEMA - (.*)$", toc_line)
+    return bool(match) and any(match.group(1).startswith(name + " ") for name in existing)
+
+
+def restore_pass(toc_line):
+    """Which of three pg_restore runs restores a `pg_restore --list` line: 1 for the attachments
+    of partitioned indexes, one at a time (attached concurrently, two can each miss the other's
+    and leave the partitioned index invalid); 2 for foreign keys, which need the index of a
+    partitioned table they reference attached, and comments on constraints; 0 for the rest."""
+    if re.match(r"^\d+; \d+ \d+ INDEX ATTACH ", toc_line):
+        return 1
+    if re.match(r"^\d+; \d+ \d+ (FK CONSTRAINT |(COMMENT|SECURITY LABEL) .*\bCONSTRAINT )", toc_line):
+        return 2
+    return 0
+
+
+def pattern(name):
+    """An exact-name pattern for pg_dump --schema (its patterns fold case and treat * ? as wildcards)."""
+    return '"%s"' % name.replace('"', '""')

@@ -598,6 +598,12 @@ def main():
     if not HAS_PSYCOPG2:
         module.fail_json(msg=missing_required_lib("psycopg2"), exception=PSYCOPG2_IMPORT_ERROR)
     if module.params["batch"]:
+        # Found once before the batch forks, not by each migration: finding them runs the
+        # pg_dump and pg_restore of every candidate directory.
+        try:
+            pgtools.find_clients(module.params["bin_dir"])
+        except pgtools.ToolProblem:
+            pass  # each migration reports it in its own result
         results = batch.run(module.params["batch"], lambda entry: run_one(
             params_of(module.params, entry), module.check_mode, module._diff))
         module.exit_json(changed=any(r.get("changed") for r in results), results=results)

@@ -239,11 +239,6 @@ class TestValidate:
         assert mod.validate(lacking) == []
 
 
-def test_pattern_matches_exactly_one_name():
-    assert mod.pattern('we"ird db;--') == '"we""ird db;--"'
-    assert mod.pattern("Public") == '"Public"'
-
-
 def test_same_database_by_system_identifier():
     class E:
         def __init__(self, host, port):
@@ -264,23 +259,3 @@ def test_version_matches_galaxy_yml():
     with open(os.path.join(root, "galaxy.yml")) as handle:
         galaxy = dict(line.split(":", 1) for line in handle if line.startswith("version:"))
     assert galaxy["version"].strip() == COLLECTION_VERSION
-
-
-def test_restore_list_skips_only_existing_schemas():
-    existing = {"public", "codacy_migration"}
-    assert mod.creates_existing_schema("5; 2615 2200 SCHEMA - public pg_database_owner", existing)
-    assert not mod.creates_existing_schema("6; 2615 16385 SCHEMA - publicity postgres", existing)
-    assert not mod.creates_existing_schema("7; 1259 16390 TABLE public account postgres", existing)
-    assert not mod.creates_existing_schema("3414; 0 0 COMMENT - SCHEMA public pg_database_owner", existing)
-
-
-def test_restore_passes():
-    # Partitioned index attachments one at a time, then foreign keys and comments on constraints.
-    assert mod.restore_pass("7178; 0 0 INDEX ATTACH public trigger_parted_p1_1_pkey postgres") == 1
-    assert mod.restore_pass("6901; 2606 23800 FK CONSTRAINT public issue issue_account_id_fkey postgres") == 2
-    assert mod.restore_pass("6950; 0 0 COMMENT public CONSTRAINT issue_account_id_fkey ON issue postgres") == 2
-    assert mod.restore_pass("6910; 2606 23751 CONSTRAINT public trigger_parted_p1 trigger_parted_p1_pkey postgres") == 0
-    assert mod.restore_pass("6800; 1259 23700 INDEX public issue_account_idx postgres") == 0
-    assert mod.restore_pass("215; 1259 16392 TABLE public FK CONSTRAINT postgres") == 0
-    assert mod.restore_pass("3352; 0 16392 MATERIALIZED VIEW DATA public mv postgres") == 0
-    assert mod.restore_pass(";     Dumped from database version: 15.18") == 0

@@ -1,4 +1,4 @@
-"""pgtools: client versions and pg_restore's errors."""
+"""pgtools: client versions, pg_restore's errors, name patterns and table-of-contents lines."""
 
 import pytest
 
@@ -21,3 +21,28 @@ class TestTools:
         log = tmp_path / "log"
         log.write_text("pg_restore: connecting\npg_restore: error: could not execute query: ERROR: boom\nmore\n")
         assert pgtools.first_errors(str(log)) == ["pg_restore: error: could not execute query: ERROR: boom"]
+
+
+def test_pattern_matches_exactly_one_name():
+    assert pgtools.pattern('we"ird db;--') == '"we""ird db;--"'
+    assert pgtools.pattern("Public") == '"Public"'
+
+
+def test_restore_list_skips_only_existing_schemas():
+    existing = {"public", "codacy_migration"}
+    assert pgtools.creates_existing_schema("5; 2615 2200 SCHEMA - public pg_database_owner", existing)
+    assert not pgtools.creates_existing_schema("6; 2615 16385 SCHEMA - publicity postgres", existing)
+    assert not pgtools.creates_existing_schema("7; 1259 16390 TABLE public account postgres", existing)
+    assert not pgtools.creates_existing_schema("3414; 0 0 COMMENT - SCHEMA public pg_database_owner", existing)
+
+
+def test_restore_passes():
+    # Partitioned index attachments one at a time, then foreign keys and comments on constraints.
+    assert pgtools.restore_pass("7178; 0 0 INDEX ATTACH public trigger_parted_p1_1_pkey postgres") == 1
+    assert pgtools.restore_pass("6901; 2606 23800 FK CONSTRAINT public issue issue_account_id_fkey postgres") == 2
+    assert pgtools.restore_pass("6950; 0 0 COMMENT public CONSTRAINT issue_account_id_fkey ON issue postgres") == 2
+    assert pgtools.restore_pass("6910; 2606 23751 CONSTRAINT public trigger_parted_p1 trigger_parted_p1_pkey postgres") == 0
+    assert pgtools.restore_pass("6800; 1259 23700 INDEX public issue_account_idx postgres") == 0
+    assert pgtools.restore_pass("215; 1259 16392 TABLE public FK CONSTRAINT postgres") == 0
+    assert pgtools.restore_pass("3352; 0 16392 MATERIALIZED VIEW DATA public mv postgres") == 0
+    assert pgtools.restore_pass(";     Dumped from database version: 15.18") == 0
