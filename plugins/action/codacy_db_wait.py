@@ -10,8 +10,9 @@ they start and run: an interrupt at any point stops every migration started (it 
 heartbeat they watch and waits until they ended), then says which databases were stopped.
 With `started` (the registered result of such a loop, 1.0.0's way) it only waits.
 
-Every `interval` seconds it asks the managed host (one module call) for each job's state and
-prints the run and each database copying, e.g.
+Every `interval` seconds it asks the managed host (one module call; none when that host is the
+controller itself: see module_utils/waiting.py) for each job's state and prints the run and each
+database copying, e.g.
     [migrator] 1 of 3 databases done, 1.4 GB of 3.1 GB (45%), 2.1M of ~4.6M rows, 2m10s, about 2m40s left
     [migrator]   results: restore 820 MB of 1.1 GB (74%), 1.2M of ~1.6M rows, 12/40 tables, 1m50s, about 40s left
 """
@@ -29,7 +30,7 @@ from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
 
-from ansible_collections.codacy.selfhosted.plugins.module_utils import progress
+from ansible_collections.codacy.selfhosted.plugins.module_utils import progress, waiting
 from ansible_collections.codacy.selfhosted.plugins.module_utils.rundir import RunDir
 from ansible_collections.codacy.selfhosted.plugins.module_utils.units import human_bytes
 
@@ -176,6 +177,17 @@ def interrupt_lost(pid=None):
     return False
 
 
+def expand_paths(module_args):
+    """The module's `path` options expanded as the module would (its argument spec's type)."""
+    def expand(path):
+        return os.path.expanduser(os.path.expandvars(path)) if path else path
+    expanded = dict(module_args, _async_dir=expand(module_args["_async_dir"]),
+                    _run_dirs=[expand(path) for path in module_args.get("_run_dirs") or []])
+    if "_work_dir" in module_args:
+        expanded["_work_dir"] = expand(module_args["_work_dir"])
+    return expanded
+
+
 class ActionModule(ActionBase):
     TRANSFERS_FILES = False
     _VALID_ARGS = frozenset(("start", "migrate", "run_dir", "slots", "async_limit", "started", "interval", "timeout"))
@@ -192,6 +204,8 @@ class ActionModule(ActionBase):
         self.began = self.last_report = time.time()
         # Not expanded here: `~` means the jobs' $HOME, which the module expands like async_wrapper does.
         self.async_dir = self.get_shell_option("async_dir", default="~/.ansible_async")
+        # The migration host is the controller, as this user: what the module would do there is done here.
+        self.here = self._connection.transport == "local" and not self._connection.become
         self.out = controller_output()
         previous = self._catch_signals()
         try:
@@ -288,9 +302,11 @@ class ActionModule(ActionBase):
             self._task.async_val = 0  # async_wrapper removes that job's files; ours are removed as usual
 
     def _call(self, **module_args):
-        state = self._execute_module(module_name=WAIT_MODULE, task_vars=self.task_vars,
-                                     module_args=dict({"interval": self.interval, "_async_dir": self.async_dir},
-                                                      **module_args))
+        module_args = dict({"interval": self.interval, "_async_dir": self.async_dir}, **module_args)
+        if self.here:
+            state = waiting.answer(expand_paths(module_args))
+        else:
+            state = self._execute_module(module_name=WAIT_MODULE, task_vars=self.task_vars, module_args=module_args)
         if state.get("failed"):
             raise AnsibleActionFail("codacy_db_wait: %s" % state.get("msg"))
         return state
@@ -340,16 +356,16 @@ class ActionModule(ActionBase):
         began = min([state.get("started") or state.get("phase_started") or now for state in self.states.values()]
                     or [now])
         self.say(run_line(self.jobs, self.states, self.done, began, now))
-        waiting = {"starting": [], "waiting for a slot": []}
+        idle = {"starting": [], "waiting for a slot": []}
         for job in pending:
             state = self.states.get(job["name"]) or {}
             if state.get("phase") == "queued":
-                waiting["waiting for a slot"].append(job["name"])
+                idle["waiting for a slot"].append(job["name"])
             elif state.get("phase") in (None, "starting"):
-                waiting["starting"].append(job["name"])
+                idle["starting"].append(job["name"])
             else:
                 self.say("  " + database_line(job["name"], state, now))
-        for what, names in sorted(waiting.items()):
+        for what, names in sorted(idle.items()):
             if names:
                 self.say("  %s: %s" % (what, ", ".join(names)))
 

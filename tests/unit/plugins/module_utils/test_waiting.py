@@ -1,4 +1,4 @@
-"""codacy_db_wait's look at background jobs: results read where the jobs wrote them, and a job
+"""codacy_db_wait's look (module_utils/waiting.py) at background jobs: results read where the jobs wrote them, and a job
 whose process is gone without a result ends the wait with a failure instead of a hang."""
 
 import json
@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from ansible_collections.codacy.selfhosted.plugins.modules import codacy_db_wait
+from ansible_collections.codacy.selfhosted.plugins.module_utils import waiting
 
 
 def write(path, data):
@@ -33,10 +33,10 @@ def job_process():
 def test_result_is_read_where_the_job_wrote_it(tmp_path, job_process):
     results = write(tmp_path / "elsewhere", {"changed": True, "action": "migrated", "database": "jobs"})
     jobs = [{"name": "jobs", "jid": job_process, "results_file": results}]
-    [state] = codacy_db_wait.states(jobs, str(tmp_path / "not-here"))
+    [state] = waiting.states(jobs, str(tmp_path / "not-here"))
     assert state["finished"] and state["result"]["action"] == "migrated"
     assert (tmp_path / "elsewhere").exists(), "kept until the answer is given"
-    codacy_db_wait.hand_over([state])
+    waiting.hand_over([state])
     assert not (tmp_path / "elsewhere").exists(), "a result is handed over once"
 
 
@@ -44,7 +44,7 @@ def test_running_job_without_result_is_waited_for(tmp_path, job_process):
     results = write(tmp_path / "results", {"started": True, "finished": False})
     progress = write(tmp_path / "progress.json", {"phase": "restore"})
     jobs = [{"name": "jobs", "jid": job_process, "results_file": results, "progress_file": progress}]
-    [state] = codacy_db_wait.states(jobs, str(tmp_path))
+    [state] = waiting.states(jobs, str(tmp_path))
     assert not state["finished"] and state["progress"]["phase"] == "restore"
 
 
@@ -55,7 +55,7 @@ def test_job_gone_without_a_result_fails_clearly(tmp_path, progress):
     job = {"name": "analysis", "jid": "j999999999998.1", "results_file": results}
     if progress is not None:
         job["progress_file"] = write(tmp_path / "progress.json", progress)
-    [state] = codacy_db_wait.states([job], str(tmp_path))
+    [state] = waiting.states([job], str(tmp_path))
     assert state["finished"] and state["result"]["failed"]
     assert state["result"]["msg"].startswith("analysis: the background migration ended without a result")
     assert "the next run resumes it" in state["result"]["msg"]
@@ -65,7 +65,7 @@ def test_without_results_file_the_result_is_read_from_the_async_dir(tmp_path, jo
     # (The module's argument spec expands `~` in the async dir with the jobs' HOME, as async_wrapper does.)
     (tmp_path / ".ansible_async").mkdir()
     write(tmp_path / ".ansible_async" / job_process, {"changed": False, "action": "unchanged"})
-    [state] = codacy_db_wait.states([{"name": "jobs", "jid": job_process}], str(tmp_path / ".ansible_async"))
+    [state] = waiting.states([{"name": "jobs", "jid": job_process}], str(tmp_path / ".ansible_async"))
     assert state["finished"] and state["result"]["action"] == "unchanged"
 
 
@@ -75,19 +75,19 @@ def test_a_finished_job_is_answered_at_once_between_two_walks_of_proc(tmp_path, 
     writer = threading.Timer(1.0, write, (tmp_path / "results", {"changed": True, "action": "migrated"}))
     writer.start()
     started = time.time()
-    [state] = codacy_db_wait.watch(jobs, str(tmp_path), interval=30)
+    [state] = waiting.watch(jobs, str(tmp_path), interval=30)
     writer.join()
     assert state["finished"] and state["result"]["action"] == "migrated"
-    assert time.time() - started < codacy_db_wait.LOOK_EVERY, "noticed by the results file's stat, not the next walk"
+    assert time.time() - started < waiting.LOOK_EVERY, "noticed by the results file's stat, not the next walk"
 
 
 def test_without_a_finished_job_the_answer_comes_after_the_interval(tmp_path, job_process):
     results = write(tmp_path / "results", {"started": True, "finished": False})
     started = time.time()
-    [state] = codacy_db_wait.watch([{"name": "jobs", "jid": job_process, "results_file": results}], str(tmp_path),
+    [state] = waiting.watch([{"name": "jobs", "jid": job_process, "results_file": results}], str(tmp_path),
                                    interval=2)
     assert not state["finished"]
-    assert 2 <= time.time() - started < codacy_db_wait.LOOK_EVERY
+    assert 2 <= time.time() - started < waiting.LOOK_EVERY
 
 
 def test_one_of_two_jobs_finishing_is_answered_with_the_interval_not_before(tmp_path, job_process):
@@ -98,9 +98,9 @@ def test_one_of_two_jobs_finishing_is_answered_with_the_interval_not_before(tmp_
     writer = threading.Timer(0.5, write, (tmp_path / "first", {"changed": True, "action": "migrated"}))
     writer.start()
     started = time.time()
-    states = codacy_db_wait.watch(jobs, str(tmp_path), interval=3)
+    states = waiting.watch(jobs, str(tmp_path), interval=3)
     writer.join()
     assert [state["finished"] for state in states] == [True, False]
     assert states[0]["result"]["action"] == "migrated"
     assert not (tmp_path / "first").exists() and (tmp_path / "second").exists(), "the answered result is handed over"
-    assert 3 <= time.time() - started < codacy_db_wait.LOOK_EVERY, "one answer per interval, not one per finished job"
+    assert 3 <= time.time() - started < waiting.LOOK_EVERY, "one answer per interval, not one per finished job"
