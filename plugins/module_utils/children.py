@@ -124,11 +124,13 @@ class Children:
                 self.procs.add(proc)
             running = [proc for proc in procs if proc.poll() is None]
             while running:
-                try:  # wakes up as soon as a program ends, or every half second for progress
-                    running[0].wait(0.5)
-                except subprocess.TimeoutExpired:
-                    pass
-                if on_poll is not None:
+                if on_poll is None:  # (a wait with a timeout polls every 50 ms)
+                    running[0].wait()
+                else:
+                    try:  # wakes up as soon as a program ends, or every half second for progress
+                        running[0].wait(0.5)
+                    except subprocess.TimeoutExpired:
+                        pass
                     on_poll()
                 running = [proc for proc in procs if proc.poll() is None]
         finally:

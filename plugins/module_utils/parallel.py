@@ -586,12 +586,14 @@ class Engine:
             self._stopping.set()
 
     def _wait(self, threads):
-        """Join the threads (the main thread stays responsive to signals); raise the first failure."""
+        """Join the threads (the main thread stays responsive to signals, and writes the progress
+        meanwhile: the meter reads the target's COPY counters); raise the first failure."""
         for thread in threads:
             while thread.is_alive():
                 thread.join(0.5)
                 if self._failure is not None:
                     raise self._failure
+                self._tick()
         if self._failure is not None:
             raise self._failure
 
@@ -720,12 +722,7 @@ class Engine:
         script = os.fdopen(statements, "w")
         try:
             _tell(script, session + table.load)
-            while True:  # meanwhile, progress: the meter reads the target's COPY counters
-                try:
-                    code = sender.wait(timeout=PROGRESS_EVERY)
-                    break
-                except subprocess.TimeoutExpired:
-                    self._tick()
+            code = sender.wait()  # (a wait with a timeout would poll every 50 ms; _wait writes the progress)
             sent = _copied_rows(_tags(name + ".tags")) if code == 0 else None
             if sent is not None and receiver.poll() is None:
                 _tell(script, "COMMIT;\n")
