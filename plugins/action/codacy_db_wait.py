@@ -177,6 +177,12 @@ def interrupt_lost(pid=None):
     return False
 
 
+def runs_here(connection):
+    """True when the migration host is the controller, as this user (a local connection without
+    become): what the module would do there can be done in this process."""
+    return connection.transport == "local" and not connection.become
+
+
 def expand_paths(module_args):
     """The module's `path` options expanded as the module would (its argument spec's type)."""
     def expand(path):
@@ -204,8 +210,7 @@ class ActionModule(ActionBase):
         self.began = self.last_report = time.time()
         # Not expanded here: `~` means the jobs' $HOME, which the module expands like async_wrapper does.
         self.async_dir = self.get_shell_option("async_dir", default="~/.ansible_async")
-        # The migration host is the controller, as this user: what the module would do there is done here.
-        self.here = self._connection.transport == "local" and not self._connection.become
+        self.here = runs_here(self._connection)
         self.out = controller_output()
         previous = self._catch_signals()
         try:

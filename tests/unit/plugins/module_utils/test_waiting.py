@@ -85,7 +85,7 @@ def test_without_a_finished_job_the_answer_comes_after_the_interval(tmp_path, jo
     results = write(tmp_path / "results", {"started": True, "finished": False})
     started = time.time()
     [state] = waiting.watch([{"name": "jobs", "jid": job_process, "results_file": results}], str(tmp_path),
-                                   interval=2)
+                            interval=2)
     assert not state["finished"]
     assert 2 <= time.time() - started < waiting.LOOK_EVERY
 
