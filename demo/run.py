@@ -91,19 +91,24 @@ def main():
                 "-e", "@" + VARS, os.path.join(ROOT, "playbooks", "migrate.yml")]
     print("\n$ ansible-playbook -i build/demo/inventory.yml -e @build/demo/vars.json playbooks/migrate.yml\n")
     env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=os.path.join(ROOT, "build", "collections"))
-    result = subprocess.run(playbook, env=env, check=False)
     if os.path.exists(REPORT):
-        with open(REPORT) as handle:
-            report = json.load(handle)
-        print("\nReport (%s):" % os.path.relpath(REPORT, ROOT))
-        for entry in report["databases"]:
-            verified = entry["verified"]
-            print("  %-10s %-10s %8.1f MB  %s" % (
-                entry["name"], entry["action"] if not entry["failed"] else "FAILED", (entry["source_bytes"] or 0) / 2**20,
-                "%s rows in %s tables verified%s" % (verified["rows"], verified["tables"],
-                                                     " (the copy of %s)" % verified["copied_at"]
-                                                     if verified.get("copied_at") else "")
-                if verified["equal"] else "not verified: %s" % (entry.get("message") or "-")))
+        os.unlink(REPORT)  # an earlier run's: never shown as this one's
+    result = subprocess.run(playbook, env=env, check=False)
+    if not os.path.exists(REPORT):
+        print("\nNo report: ansible-playbook ended (exit %d) before it wrote one. Run `make demo` again: it "
+              "resumes what was stopped." % result.returncode)
+        return result.returncode
+    with open(REPORT) as handle:
+        report = json.load(handle)
+    print("\nReport (%s):" % os.path.relpath(REPORT, ROOT))
+    for entry in report["databases"]:
+        verified = entry["verified"]
+        print("  %-10s %-10s %8.1f MB  %s" % (
+            entry["name"], entry["action"] if not entry["failed"] else "FAILED", (entry["source_bytes"] or 0) / 2**20,
+            "%s rows in %s tables verified%s" % (verified["rows"], verified["tables"],
+                                                 " (the copy of %s)" % verified["copied_at"]
+                                                 if verified.get("copied_at") else "")
+            if verified["equal"] else "not verified: %s" % (entry.get("message") or "-")))
     print("\nRun `make demo` again: the second run finds every database unchanged and changes nothing.")
     print("Change something on the source (psql -h 127.0.0.1 -p %d -U postgres analysis; the password is in "
           "build/demo/state.json) and the next run refreshes that database." % source.port)
