@@ -177,10 +177,11 @@ def interrupt_lost(pid=None):
     return False
 
 
-def runs_here(connection):
-    """True when the migration host is the controller, as this user (a local connection without
-    become): what the module would do there can be done in this process."""
-    return connection.transport == "local" and not connection.become
+def runs_here(connection, environment=None):
+    """True when the migration host is the controller, as this user and with this process's
+    environment (a local connection without become, a task without `environment`, which could set
+    the HOME that `~` means): what the module would do there can be done in this process."""
+    return connection.transport == "local" and not connection.become and not any(environment or [])
 
 
 def expand_paths(module_args):
@@ -210,7 +211,7 @@ class ActionModule(ActionBase):
         self.began = self.last_report = time.time()
         # Not expanded here: `~` means the jobs' $HOME, which the module expands like async_wrapper does.
         self.async_dir = self.get_shell_option("async_dir", default="~/.ansible_async")
-        self.here = runs_here(self._connection)
+        self.here = runs_here(self._connection, self._task.environment)
         self.out = controller_output()
         previous = self._catch_signals()
         try:

@@ -5,7 +5,7 @@
 migrations (their results, processes and progress files), stop them.
 
 The module runs it there; when that host is the controller itself (a local connection without
-become), the action plugin calls answer() in its own process instead: a module call costs about
+become or environment), the action plugin calls answer() in its own process instead: a module call costs about
 0.2 s of CPU (Ansible compiles the module's library from source each time), once per progress
 line."""
 

@@ -113,8 +113,8 @@ attributes:
   action:
     support: full
     description: Runs as an action plugin on the controller, starting the jobs and reading their state on the managed
-      host (in the action plugin's own process when the managed host is the controller, with a local connection
-      and no become, saving a module call per progress line).
+      host (in the action plugin's own process when the managed host is the controller, with a local connection,
+      no become and no environment, saving a module call per progress line).
   async:
     support: none
     description: It runs background tasks; it does not run in the background itself.

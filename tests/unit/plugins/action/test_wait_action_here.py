@@ -8,14 +8,18 @@ import pytest
 from ansible_collections.codacy.selfhosted.plugins.action.codacy_db_wait import expand_paths, runs_here
 
 
-@pytest.mark.parametrize("transport, become, here", [
-    ("local", None, True),
-    ("local", object(), False),  # another user: its HOME, its files
-    ("ssh", None, False),
-    ("community.docker.docker", None, False),
+@pytest.mark.parametrize("transport, become, environment, here", [
+    ("local", None, None, True),
+    ("local", None, [], True),
+    ("local", None, [{}], True),  # what a role's task carries when nothing set one
+    ("local", None, [{"PATH": "/usr/lib/postgresql/17/bin"}], False),  # any environment: the module's, not ours
+    ("local", object(), None, False),  # another user: its HOME, its files
+    ("local", None, [{"HOME": "/srv/migrator"}], False),  # the module would see another HOME
+    ("ssh", None, None, False),
+    ("community.docker.docker", None, None, False),
 ])
-def test_only_a_local_connection_without_become_runs_here(transport, become, here):
-    assert runs_here(SimpleNamespace(transport=transport, become=become)) is here
+def test_only_a_local_connection_without_become_or_environment_runs_here(transport, become, environment, here):
+    assert runs_here(SimpleNamespace(transport=transport, become=become), environment) is here
 
 
 def test_paths_are_expanded_as_the_module_would(monkeypatch):
