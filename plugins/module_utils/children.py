@@ -102,12 +102,12 @@ class Children:
             stop_group(proc)
             self.procs.discard(proc)
 
-    def run(self, argv, env, log_path, on_poll=None):
+    def run(self, argv, env, log_path):
         """Run a client program with its output in log_path; return (returncode, seconds)."""
-        returncodes, seconds = self.run_pipeline([(argv, log_path)], env, on_poll)
+        returncodes, seconds = self.run_pipeline([(argv, log_path)], env)
         return returncodes[0], seconds
 
-    def run_pipeline(self, commands, env, on_poll=None):
+    def run_pipeline(self, commands, env):
         """Run [(argv, log_path), ...] connected stdout to stdin, like a shell pipeline;
         return ([returncode, ...], seconds). Each program's stderr goes to its log."""
         started = time.time()
@@ -124,14 +124,7 @@ class Children:
                 self.procs.add(proc)
             running = [proc for proc in procs if proc.poll() is None]
             while running:
-                if on_poll is None:  # (a wait with a timeout polls every 50 ms)
-                    running[0].wait()
-                else:
-                    try:  # wakes up as soon as a program ends, or every half second for progress
-                        running[0].wait(0.5)
-                    except subprocess.TimeoutExpired:
-                        pass
-                    on_poll()
+                running[0].wait()  # (without a timeout: Popen.wait(timeout) polls every 50 ms)
                 running = [proc for proc in procs if proc.poll() is None]
         finally:
             for proc in procs:

@@ -26,7 +26,7 @@ import time
 from ansible_collections.codacy.selfhosted.plugins.module_utils import (
     catalog, dbprops, fingerprint, guard, parallel, pgtools, privatedir, progress, records, rundir, verify)
 from ansible_collections.codacy.selfhosted.plugins.module_utils.connection import (
-    ConnectionProblem, Endpoint, child_environment, cut, endpoint_problems, write_passfile)
+    ConnectionProblem, Endpoint, child_environment, endpoint_problems, write_passfile)
 from ansible_collections.codacy.selfhosted.plugins.module_utils.progress import dir_size
 from ansible_collections.codacy.selfhosted.plugins.module_utils.version import COLLECTION_VERSION
 
@@ -262,7 +262,6 @@ class Migration:
         self.queue = None
         self.guard = None
         self.copied = None  # the parallel Engine that copied, whose counts verification uses
-        self.copy_broke_off = False  # the parallel copy ended in the middle: its workers may linger
         # Check mode writes nothing anywhere, not even progress.
         self.progress = progress.Progress(None if check_mode else self.params.get("progress_file"), self.database)
 
@@ -284,8 +283,6 @@ class Migration:
     def close(self):
         for conn in self.conns:
             try:
-                if self.copy_broke_off:  # a copy worker may still wait on it (progress), on a stalled network
-                    cut(conn)
                 conn.close()
             except Exception:  # pylint: disable=broad-except
                 pass
@@ -420,11 +417,11 @@ class Migration:
         self.progress.update(phase=phase, **({"tables_total": total} if total else {}))
         self.meter.follow(log_path, done_pattern)
         dump_dir = self.private_dir if phase == "dump" and self.params["data_path"] == "directory" else None
-        returncodes, _seconds = self.timed(phase, self.guard.children.run_pipeline, commands, env,
-                                           lambda: self.meter.poll(dump_dir=dump_dir))
-        self.meter.poll(force=True, dump_dir=dump_dir)
+        with self.meter.measuring(dump_dir=dump_dir):
+            returncodes, _seconds = self.timed(phase, self.guard.children.run_pipeline, commands, env)
         failed = [(argv, log, code) for (argv, log), code in zip(commands, returncodes) if code != 0]
         if not failed:
+            self.meter.poll(force=True, dump_dir=dump_dir)
             return
         # In a pipeline one failure brings down the other program too: blame pg_restore unless it
         # only ran out of input (then pg_dump, reading the source, is the cause).
@@ -552,11 +549,10 @@ class Migration:
     def copy_in_parallel(self, action, env, snapshot_id):
         """The table-parallel engine (module_utils/parallel.py): it plans and dumps the definitions,
         the run is recorded as in progress, then it loads; its row counts serve verification."""
-        def on_progress(**fields):  # (from the engine's threads: Progress and Meter lock nothing, and need not)
+        def on_progress(**fields):  # (from the engine's threads)
             if "phase" in fields:
                 self.phase = fields["phase"]
             self.progress.update(**fields)
-            self.meter.poll()  # bytes and rows measured on the target, as on the other paths
 
         settings = parallel.Settings(self.params["maintenance_work_mem"], self.params["max_parallel_maintenance_workers"],
                                      self.params["analyze"])
@@ -567,9 +563,8 @@ class Migration:
         try:
             engine.prepare()
             run_id = self.start_writing(action)
-            self.copy_broke_off = True
-            engine.load()
-            self.copy_broke_off = False
+            with self.meter.measuring():  # bytes and rows measured on the target, as on the other paths
+                engine.load()
             self.copied = engine
         except parallel.CopyFailed as exc:
             raise Failure(exc.phase, str(exc)) from None

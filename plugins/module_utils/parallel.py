@@ -586,8 +586,8 @@ class Engine:
             self._stopping.set()
 
     def _wait(self, threads):
-        """Join the threads (the main thread stays responsive to signals, and writes the progress
-        meanwhile: the meter reads the target's COPY counters); raise the first failure."""
+        """Join the threads (the main thread stays responsive to signals, and writes the tables done
+        meanwhile); raise the first failure."""
         for thread in threads:
             while thread.is_alive():
                 thread.join(0.5)
@@ -722,7 +722,7 @@ class Engine:
         script = os.fdopen(statements, "w")
         try:
             _tell(script, session + table.load)
-            code = sender.wait()  # (a wait with a timeout would poll every 50 ms; _wait writes the progress)
+            code = sender.wait()  # (a wait with a timeout would poll every 50 ms)
             sent = _copied_rows(_tags(name + ".tags")) if code == 0 else None
             if sent is not None and receiver.poll() is None:
                 _tell(script, "COMMIT;\n")

@@ -17,12 +17,15 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import contextlib
 import json
 import os
 import re
+import threading
 import time
 
 from ansible_collections.codacy.selfhosted.plugins.module_utils.catalog import FIRST_NORMAL_OID
+from ansible_collections.codacy.selfhosted.plugins.module_utils.connection import cut
 
 # The fields of a progress file. Times are the migration host's clock (seconds since the epoch);
 # None means not known (yet).
@@ -80,10 +83,12 @@ def fraction(done, total):
 
 
 class Progress:
-    """Writes the progress file (atomically: the reader never sees half a file)."""
+    """Writes the progress file (atomically: the reader never sees half a file). Several threads
+    report (the copy's workers, the meter): one update at a time."""
 
     def __init__(self, path, database):
         self.path = path
+        self._lock = threading.Lock()
         now = time.time()
         self.state = dict((name, None) for name in FIELDS)
         self.state.update(database=database, pid=os.getpid(), phase="starting", phase_started=now, finished=False)
@@ -93,19 +98,20 @@ class Progress:
         unknown = set(fields) - set(FIELDS)
         if unknown:
             raise ValueError("progress: unknown fields %s" % ", ".join(sorted(unknown)))
-        now = time.time()
-        if "phase" in fields and fields["phase"] != self.state["phase"]:
-            self.state["phase_started"] = now
-        self.state.update(fields, updated=now)
-        if not self.path:
-            return
-        tmp = "%s.%d.tmp" % (self.path, os.getpid())
-        try:
-            with open(tmp, "w") as handle:
-                json.dump(self.state, handle)
-            os.rename(tmp, self.path)
-        except OSError:
-            pass  # progress is informative only; never fail a migration over it
+        with self._lock:
+            now = time.time()
+            if "phase" in fields and fields["phase"] != self.state["phase"]:
+                self.state["phase_started"] = now
+            self.state.update(fields, updated=now)
+            if not self.path:
+                return
+            tmp = "%s.%d.tmp" % (self.path, os.getpid())
+            try:
+                with open(tmp, "w") as handle:
+                    json.dump(self.state, handle)
+                os.rename(tmp, self.path)
+            except OSError:
+                pass  # progress is informative only; never fail a migration over it
 
 
 # The rows of the tables whose data is copied (partitioned parents hold none), as the planner
@@ -178,6 +184,34 @@ class Meter:
     def follow(self, log_path, pattern):
         """Count tables done from the lines of `log_path` that match `pattern` (one per table started)."""
         self.tail = LogTail(log_path, pattern) if pattern else None
+
+    @contextlib.contextmanager
+    def measuring(self, dump_dir=None):
+        """Measure every `every` s while the block runs, in a thread of its own: the target's query
+        hangs when the network to it stalls, and the main thread must stay free for the signals of
+        the time limit and of the user (guard.py), as must the copy's workers for their own work.
+
+        After the block the last measurement is waited for. When the block failed and that
+        measurement is still stuck a second later, the connection is cut: otherwise every later use
+        of it (closing it included) would wait for the stalled statement, past the time limit."""
+        stop = threading.Event()
+
+        def measure():
+            while not stop.wait(self.every):  # (a real sleep, not a poll)
+                self.poll(force=True, dump_dir=dump_dir)
+        thread = threading.Thread(target=measure, name="meter")
+        thread.daemon = True  # never keeps the module alive
+        thread.start()
+        try:
+            yield
+            stop.set()
+            while thread.is_alive():
+                thread.join(0.5)  # (a signal still gets through)
+        finally:
+            stop.set()
+            thread.join(1.0)
+            if thread.is_alive():
+                cut(self.conn)
 
     def poll(self, force=False, dump_dir=None):
         now = time.time()

@@ -137,7 +137,9 @@ def test_stalled_network_ends_at_the_time_limit(source, target, dbname, run_modu
     proxy = StallingProxy(target.port)
     try:
         through_proxy = dict(target.endpoint(), port=proxy.port)
-        args = module_args(source, target, dbname, work_dir, timeout=25, data_path=data_path)
+        # A connection opened during the stall would time out after connect_timeout (10 s by default)
+        # and end the run before its time limit: the limit is what this test is about.
+        args = module_args(source, target, dbname, work_dir, timeout=25, connect_timeout=60, data_path=data_path)
         args["target"] = through_proxy
         started = time.time()
         proc = run_module.popen(args)
@@ -149,6 +151,9 @@ def test_stalled_network_ends_at_the_time_limit(source, target, dbname, run_modu
         proxy.close()
     assert result["failed"], result
     assert "did not finish within its time limit of 25 s" in result["msg"] and dbname in result["msg"]
+    # Its own result (the phases it went through), not the watchdog's last resort, which prints a
+    # bare failure when the main thread is still stuck on the stalled connection 20 s later.
+    assert "phases" in result, result
     assert "phase restore" in result["msg"] or "phase verify" in result["msg"], result["msg"]
     assert elapsed < 25 + 60, "the run took %d s to give up" % elapsed
     assert_nothing_left(work_dir, dbname)
