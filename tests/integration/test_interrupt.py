@@ -7,6 +7,7 @@ the tests send SIGINT to ansible-playbook's process."""
 
 import os
 import signal
+import subprocess
 import threading
 import time
 
@@ -68,6 +69,21 @@ def leftovers(play, source, target):
     return found
 
 
+def process_tree(roots):
+    """The processes under the pids `roots` (themselves included): pid, parent, state, what it waits in, argv."""
+    table = subprocess.run(["ps", "-e", "-o", "pid=,ppid=,stat=,wchan:24=,args="], stdout=subprocess.PIPE,
+                           universal_newlines=True, check=False).stdout.splitlines()
+    rows = [line.split(None, 4) for line in table if len(line.split(None, 4)) == 5]
+    tree, found = set(roots), True
+    while found:
+        found = False
+        for row in rows:
+            if int(row[1]) in tree and int(row[0]) not in tree:
+                tree.add(int(row[0]))
+                found = True
+    return "\n".join(" ".join(row)[:300] for row in rows if int(row[0]) in tree)
+
+
 def interrupt(play, source, target, when, what):
     """Run the role, send SIGINT once `when(output)` holds; return (output, seconds until nothing
     of the run was left)."""
@@ -81,15 +97,20 @@ def interrupt(play, source, target, when, what):
     proc.send_signal(signal.SIGINT)
     # ansible-playbook waits for its worker, which waits for the migrations it stops: once it has
     # ended and nothing is left, the run has stopped.
-    gone = {}
+    gone, remaining = {}, []
 
     def stopped():
-        remaining = leftovers(play, source, target) + (["ansible-playbook"] if proc.poll() is None else [])
+        remaining[:] = leftovers(play, source, target) + (["ansible-playbook"] if proc.poll() is None else [])
         for kind in ("pg_dump", "pg_restore", "psql", "module", "private", "holder", "ansible-playbook"):
             if kind not in gone and not any(item.startswith(kind) for item in remaining):
                 gone[kind] = round(time.time() - sent, 1)
         return not remaining and time.time()
-    stopped = wait_for(stopped, timeout=120, what="the run to stop")
+    try:
+        stopped = wait_for(stopped, timeout=120, what="the run to stop")
+    except AssertionError as exc:  # say what outlived the interrupt, and what the run said
+        raise AssertionError("%s: still there %s (gone after: %s)\n%s\n%s" % (
+            exc, remaining, gone, process_tree([proc.pid] + processes_of_home(str(play.home), "")),
+            output.text()[-4000:])) from None
     output.thread.join(timeout=30)
     time.sleep(2)
     assert leftovers(play, source, target) == [], "something started after the run stopped"
