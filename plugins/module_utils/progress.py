@@ -196,7 +196,8 @@ class Meter:
         of it (closing it included) would wait for the stalled statement, past the time limit."""
         stop = threading.Event()
 
-        def measure():
+        def measure():  # at once (the target's size before the block writes is its base), then every `every` s
+            self.poll(force=True, dump_dir=dump_dir)
             while not stop.wait(self.every):  # (a real sleep, not a poll)
                 self.poll(force=True, dump_dir=dump_dir)
         thread = threading.Thread(target=measure, name="meter")
