@@ -4,7 +4,7 @@
 """Online migration: copy while the application runs, let the target follow the source by
 logical replication, and cut over in seconds. The modes of codacy_db_migrate other than offline.
 
-- online: the copy of migration.Migration, reading the snapshot exported with the replication
+- online: the copy of copier.Copier, reading the snapshot exported with the replication
   slot (after a publication FOR ALL TABLES), then a subscription over that slot; the record says
   `following`. A rerun reports the lag and changes nothing; it restarts a stopped subscription,
   and copies again when replication cannot go on (the slot was lost or dropped).
@@ -29,8 +29,8 @@ __metaclass__ = type
 import time
 
 from ansible_collections.codacy.selfhosted.plugins.module_utils import (
-    catalog, connection, fingerprint, migration, records, replication, rundir)
-from ansible_collections.codacy.selfhosted.plugins.module_utils.migration import Failure
+    catalog, connection, copier, fingerprint, inspection, records, replication, rundir)
+from ansible_collections.codacy.selfhosted.plugins.module_utils.inspection import Failure
 from ansible_collections.codacy.selfhosted.plugins.module_utils.units import human_bytes
 
 MODES = ("offline", "online", "cutover", "abort")
@@ -51,9 +51,9 @@ ADMIN_ROLES = ("rds_superuser", "cloudsqlsuperuser", "azure_pg_admin")
 
 
 def validate(params, probe_write=True, name=None):
-    """migration.validate() and the options of online migration (`name` as there)."""
+    """inspection.validate() and the options of online migration (`name` as there)."""
     name = name or (lambda option: option)
-    problems = migration.validate(params, probe_write, name=name)
+    problems = inspection.validate(params, probe_write, name=name)
     mode = params.get("mode") or "offline"
     if mode != "offline" and params["schemas"]:
         problems.append("%s must be empty with %s %s (got %s): online migration replicates the whole database; "
@@ -69,21 +69,23 @@ def validate(params, probe_write=True, name=None):
     return problems
 
 
-def make(params, check_mode=False, diff=False):
-    """The migration that `params` (the module's) ask for."""
-    if (params.get("mode") or "offline") == "offline":
-        return migration.Migration(params, check_mode, diff)
-    return OnlineMigration(params, check_mode, diff)
+def replication_report(name, observed):
+    """The result's `replication`: the slot's lag and retained WAL, the subscription's state."""
+    slot = observed["slot"] or {}
+    subscription = observed["subscription"] or {}
+    if not (slot or subscription or observed["publication"]):
+        return {"name": name}
+    return {"name": name, "lag_bytes": slot.get("lag_bytes"), "retained_bytes": slot.get("retained_bytes"),
+            "subscription_enabled": subscription.get("enabled"), "apply_running": subscription.get("running")}
 
 
-class OnlineMigration(migration.Migration):
-    """codacy_db_migrate with mode online, cutover or abort."""
+class OnlineInspection(inspection.Inspection):
+    """The inspection of codacy_db_migrate with mode online, cutover or abort."""
 
-    WRITING_ACTIONS = migration.COPYING_ACTIONS + ("cut_over", "aborted")
-    REPLICATED = True
+    WRITING_ACTIONS = inspection.COPYING_ACTIONS + ("cut_over", "aborted")
 
-    def __init__(self, params, check_mode=False, diff=False):
-        super(OnlineMigration, self).__init__(params, check_mode, diff)
+    def __init__(self, params, database, target_database=None, phases=None):
+        super(OnlineInspection, self).__init__(params, database, target_database, phases)
         self.mode = params["mode"]
         reach = params.get("source_from_target") or {}
         # The source as the target server reaches it: the subscription's connection, without the password.
@@ -91,33 +93,18 @@ class OnlineMigration(migration.Migration):
                       "sslmode": reach.get("sslmode") or self.source.sslmode, "sslrootcert": reach.get("sslrootcert")}
         self.name = None
         self.observed = None
-        self.slot_snapshot = None
-        self.subscribed = False
-        self.restart_only = False
-        self.source_rw = None
-        self.ddl_catalogs = None
-        self.quiet_since = {}  # the source's horizon when the cutover's catch-up began
-        self.pending_proofs = []  # how prove_nothing_pending proved it, each time
-        # Transactions of ours on the source that wrote nothing but a DROP PUBLICATION: this run's,
-        # and those the role's other cutovers noted in the shared run directory.
-        self.own_xids = set()
-        self.run_dir = rundir.RunDir(params["queue"]["dir"]) if params.get("queue") else None
+        self.restart_only = False  # a following target whose stopped subscription only needs starting again
         self.source_key = None
-        self.started = time.time()
         # The preflight module makes these checks itself, for every database at once.
         self.online_checks = True
-        self.result.update(mode=self.mode, state=None, replication=None)
-
-    def run(self):
-        self.started = time.time()
-        return super(OnlineMigration, self).run()
+        self.report.update(mode=self.mode, state=None, replication=None)
 
     # -- inspection (reads only) ----------------------------------------------------------------
-    def inspect(self):
+    def examine(self):
         self.record = records.read_latest(self.tgt)
         if self.mode == "online" or (self.mode == "cutover" and not self.following()):
             # What offline migration would do: the copy's checks, and whether a completed copy is unchanged.
-            offline_action, reasons = super(OnlineMigration, self).inspect()
+            offline_action, reasons = super(OnlineInspection, self).examine()
         else:
             # The cutover of a following target, or an abort: the checks of a copy do not apply
             # (an abort must work whatever the client programs are).
@@ -125,7 +112,7 @@ class OnlineMigration(migration.Migration):
             self.other_sessions = catalog.other_sessions(self.src)
             self.source_identity = {"system_identifier": self.source_info["system_identifier"],
                                     "host": self.source.host, "port": self.source.port, "database": self.database}
-            self.result["source_fingerprint"] = fingerprint.digest(self.record["source_fingerprint"]) \
+            self.report["source_fingerprint"] = fingerprint.digest(self.record["source_fingerprint"]) \
                 if self.record else None
         recorded = ((self.record or {}).get("details") or {}).get("replication") or {}
         source_id = self.source_key = self.source_info["system_identifier"] or self.source.address
@@ -133,8 +120,8 @@ class OnlineMigration(migration.Migration):
         self.name = recorded.get("name") or replication.name_for(source_id, self.database, target_id,
                                                                  self.target_database)
         self.observed = replication.observe(self.src, self.tgt, self.name)
-        self.result["replication"] = self.replication_report()
-        self.result["state"] = self.record["state"] if self.record else None
+        self.report["replication"] = replication_report(self.name, self.observed)
+        self.report["state"] = self.record["state"] if self.record else None
         decide = {"online": self.decide_online, "cutover": self.decide_cutover, "abort": self.decide_abort}[self.mode]
         return decide(offline_action, reasons)
 
@@ -153,14 +140,6 @@ class OnlineMigration(migration.Migration):
             return ("the replication slot %s lost WAL it had not sent (max_slot_wal_keep_size): changes are missing"
                     % self.name)
         return None
-
-    def replication_report(self):
-        slot = self.observed["slot"] or {}
-        subscription = self.observed["subscription"] or {}
-        if not (slot or subscription or self.observed["publication"]):
-            return {"name": self.name}
-        return {"name": self.name, "lag_bytes": slot.get("lag_bytes"), "retained_bytes": slot.get("retained_bytes"),
-                "subscription_enabled": subscription.get("enabled"), "apply_running": subscription.get("running")}
 
     def describe_lag(self):
         slot = self.observed["slot"]
@@ -207,7 +186,7 @@ class OnlineMigration(migration.Migration):
             if sessions and not self.params["force"]:
                 return "refused", ["%s, but %d other sessions are connected to the target database (%s). Nothing "
                                    "was written" % (reasons[0], len(sessions), "; ".join(sessions[:5]))]
-        if action not in migration.COPYING_ACTIONS:
+        if action not in inspection.COPYING_ACTIONS:
             if leftovers:
                 self.warnings.append("an earlier online migration left %s: run mode abort to remove %s"
                                      % (", ".join(leftovers), "it" if len(leftovers) == 1 else "them"))
@@ -260,18 +239,37 @@ class OnlineMigration(migration.Migration):
         now = fingerprint.read(self.src, records.SCHEMA, replication.REPLICATED_CATALOG_CHANGES)["catalogs"]
         return fingerprint.definition_changes({"catalogs": recorded}, {"catalogs": now})
 
-    def state_after(self, action):
-        return {"cut_over": records.CUT_OVER, "aborted": records.ABORTED}.get(action, records.FOLLOWING)
+    def state_after(self):
+        return {"cut_over": records.CUT_OVER, "aborted": records.ABORTED}.get(self.action, records.FOLLOWING)
+
+
+class OnlineCopier(copier.Copier):
+    """The writing of codacy_db_migrate with mode online, cutover or abort."""
+
+    REPLICATED = True
+
+    def __init__(self, seen, result):
+        super(OnlineCopier, self).__init__(seen, result)
+        self.slot_snapshot = None
+        self.subscribed = False
+        self.source_rw = None
+        self.ddl_catalogs = None
+        self.quiet_since = {}  # the source's horizon when the cutover's catch-up began
+        self.pending_proofs = []  # how prove_nothing_pending proved it, each time
+        # Transactions of ours on the source that wrote nothing but a DROP PUBLICATION: this run's,
+        # and those the role's other cutovers noted in the shared run directory.
+        self.own_xids = set()
+        self.run_dir = rundir.RunDir(self.params["queue"]["dir"]) if self.params.get("queue") else None
 
     def sequences_settled(self):
         # During the online copy the application moves them; the cutover sets them and checks them exactly.
-        return self.mode == "cutover"
+        return self.seen.mode == "cutover"
 
     # -- writing ---------------------------------------------------------------------------------
     def source_writer(self):
         """A connection to the source database that may write: for the publication and the slot only."""
         if self.source_rw is None:
-            self.source_rw = self.connect(self.source, self.database)
+            self.source_rw = self.connect(self.seen.source, self.seen.database)
         return self.source_rw
 
     def copy(self, action):
@@ -279,15 +277,15 @@ class OnlineMigration(migration.Migration):
             return self.cut_over()
         if action == "aborted":
             return self.remove_replication()
-        if self.restart_only:
-            self.phase = "resume"
-            replication.set_enabled(self.tgt, self.name, True)
+        if self.seen.restart_only:
+            self.phases.current = "resume"
+            replication.set_enabled(self.seen.tgt, self.seen.name, True)
             self.result["state"] = records.FOLLOWING
             return None
-        if self.following() or replication.describe(self.observed, self.name):
-            self.timed("cleanup", self.remove_replication)
+        if self.seen.following() or replication.describe(self.seen.observed, self.seen.name):
+            self.phases.timed("cleanup", self.remove_replication)
         try:
-            return super(OnlineMigration, self).copy(action)
+            return super(OnlineCopier, self).copy(action)
         except BaseException:
             if not self.subscribed:
                 self.remove_source_objects()
@@ -296,17 +294,15 @@ class OnlineMigration(migration.Migration):
     def take_snapshot(self):
         """The publication, then the copy's fingerprint (the publication is part of the source's
         definitions until the cutover), then the slot and the snapshot it exports."""
-        self.phase = "publication"
-        self.progress.update(phase="publication")
-        self.timed("publication", replication.create_publication, self.source_writer(), self.name)
-        self.source_fp = fingerprint.read(self.src, records.SCHEMA)
+        seen = self.seen
+        self.phases.timed("publication", replication.create_publication, self.source_writer(), seen.name)
+        self.source_fp = fingerprint.read(seen.src, records.SCHEMA)
         self.result["source_fingerprint"] = fingerprint.digest(self.source_fp)
-        self.ddl_catalogs = fingerprint.read(self.src, records.SCHEMA, replication.REPLICATED_CATALOG_CHANGES)["catalogs"]
-        self.progress.update(phase="slot")
+        self.ddl_catalogs = fingerprint.read(seen.src, records.SCHEMA, replication.REPLICATED_CATALOG_CHANGES)["catalogs"]
         try:
-            self.slot_snapshot = self.timed("slot", replication.SlotSnapshot, self.source, self.database, self.name)
+            self.slot_snapshot = self.phases.timed("slot", replication.SlotSnapshot, seen.source, seen.database, seen.name)
         except replication.ReplicationProblem as exc:
-            raise Failure("slot", "%s: %s. Nothing was written to the target" % (self.database, exc)) from None
+            raise Failure("slot", "%s: %s. Nothing was written to the target" % (seen.database, exc)) from None
         return self.slot_snapshot.snapshot
 
     def release_snapshot(self):
@@ -314,31 +310,30 @@ class OnlineMigration(migration.Migration):
 
     def record_details(self):
         return {"mode": "online", "replication": {
-            "name": self.name, "consistent_point": self.slot_snapshot.consistent_point, "ddl_catalogs": self.ddl_catalogs,
-            "source_from_target": {"host": self.reach["host"], "port": self.reach["port"]}}}
+            "name": self.seen.name, "consistent_point": self.slot_snapshot.consistent_point,
+            "ddl_catalogs": self.ddl_catalogs,
+            "source_from_target": {"host": self.seen.reach["host"], "port": self.seen.reach["port"]}}}
 
     def finish(self, run_id):
         """The copy is verified: subscribe, and record the target as following."""
-        self.phase = "subscribe"
-        self.progress.update(phase="subscribe")
-        conninfo = replication.subscription_conninfo(self.source, self.reach, self.database)
+        seen = self.seen
+        conninfo = replication.subscription_conninfo(seen.source, seen.reach, seen.database)
         try:
-            refused = self.timed("subscribe", replication.create_subscription, self.target, self.target_database,
-                                 self.name, conninfo, self.source.password)
+            refused = self.phases.timed("subscribe", replication.create_subscription, seen.target, seen.target_database,
+                                        seen.name, conninfo, seen.source.password)
         except replication.ReplicationProblem as exc:
             raise Failure("subscribe", "%s: %s. The replication slot and the publication on the source are removed; "
-                          "the copy stays unfinished" % (self.database, exc)) from None
+                          "the copy stays unfinished" % (seen.database, exc)) from None
         self.subscribed = True
         if refused:
             self.warnings.append("the target user may not turn off %s for its session: had creating the subscription "
                                  "failed, the target server could have logged the statement, which holds the source "
                                  "password" % ", ".join(refused))
-        records.update(self.tgt, run_id, records.FOLLOWING, {
-            "phases": self.phases, "dump_bytes": self.result["dump_bytes"], "verified": self.result["verified"],
-            "following_since": catalog.fetchall(self.tgt, "SELECT now()::text")[0][0]})
+        records.update(seen.tgt, run_id, records.FOLLOWING, {
+            "phases": self.phases.seconds, "dump_bytes": self.result["dump_bytes"], "verified": self.result["verified"],
+            "following_since": catalog.fetchall(seen.tgt, "SELECT now()::text")[0][0]})
         self.result["state"] = records.FOLLOWING
-        self.observed = replication.observe(self.src, self.tgt, self.name)
-        self.result["replication"] = self.replication_report()
+        self.result["replication"] = replication_report(seen.name, replication.observe(seen.src, seen.tgt, seen.name))
 
     def remove_source_objects(self):
         """After a failure before the subscription existed: the slot and publication go (a slot
@@ -347,89 +342,87 @@ class OnlineMigration(migration.Migration):
             self.slot_snapshot.close()
         try:
             conn = self.source_writer()
-            replication.drop_slot(conn, self.name, timeout=15)
-            replication.drop_publication(conn, self.name)
+            replication.drop_slot(conn, self.seen.name, timeout=15)
+            replication.drop_publication(conn, self.seen.name)
         except Exception as exc:  # pylint: disable=broad-except
             self.warnings.append("the replication slot and publication %s could not be removed from the source %s "
                                  "(%s): the next run removes them, or mode abort does; until then the slot keeps WAL "
-                                 "on the source" % (self.name, self.source.address, exc))
+                                 "on the source" % (self.seen.name, self.seen.source.address, exc))
 
     def abort(self, reason):
         # The watchdog's way out when the main thread is stuck: the slot must not outlive us.
-        if self.name and not self.subscribed:
+        if self.seen.name and not self.subscribed:
             try:
-                conn = self.source.connect(self.database)
+                conn = self.seen.source.connect(self.seen.database)
                 try:
-                    replication.drop_slot(conn, self.name, timeout=5)
-                    replication.drop_publication(conn, self.name)
+                    replication.drop_slot(conn, self.seen.name, timeout=5)
+                    replication.drop_publication(conn, self.seen.name)
                 finally:
                     conn.close()
             except Exception:  # pylint: disable=broad-except
                 pass  # the next run finds them by name
-        super(OnlineMigration, self).abort(reason)
+        super(OnlineCopier, self).abort(reason)
 
     def remove_replication(self):
         """Remove this migration's subscription, slot and publication wherever they are; a record
         that was following (or copying) becomes aborted."""
-        self.phase = "abort" if self.mode == "abort" else "cleanup"
+        self.phases.current = "abort" if self.seen.mode == "abort" else "cleanup"
         removed = []
-        if replication.drop_subscription(self.tgt, self.name):
-            removed.append("subscription %s on the target" % self.name)
+        if replication.drop_subscription(self.seen.tgt, self.seen.name):
+            removed.append("subscription %s on the target" % self.seen.name)
         conn = self.source_writer()
-        if replication.drop_slot(conn, self.name):
-            removed.append("replication slot %s on the source" % self.name)
-        if replication.publication_exists(conn, self.name):
-            replication.drop_publication(conn, self.name)
-            removed.append("publication %s on the source" % self.name)
-        if self.record and self.record["state"] in (records.FOLLOWING, records.IN_PROGRESS):
-            records.update(self.tgt, self.record["id"], records.ABORTED, {"aborted_by": self.mode})
+        if replication.drop_slot(conn, self.seen.name):
+            removed.append("replication slot %s on the source" % self.seen.name)
+        if replication.publication_exists(conn, self.seen.name):
+            replication.drop_publication(conn, self.seen.name)
+            removed.append("publication %s on the source" % self.seen.name)
+        if self.seen.record and self.seen.record["state"] in (records.FOLLOWING, records.IN_PROGRESS):
+            records.update(self.seen.tgt, self.seen.record["id"], records.ABORTED, {"aborted_by": self.seen.mode})
         self.result["removed"] = removed
-        if self.mode == "abort":
-            self.result["state"] = records.ABORTED if self.record else None
+        if self.seen.mode == "abort":
+            self.result["state"] = records.ABORTED if self.seen.record else None
 
     # -- the cutover ---------------------------------------------------------------------------
     def cut_over(self):
-        src, tgt, name = self.src, self.tgt, self.name
+        src, tgt, name = self.seen.src, self.seen.tgt, self.seen.name
         try:
-            if not self.observed["subscription"]["enabled"]:  # left stopped by an interrupted cutover
+            if not self.seen.observed["subscription"]["enabled"]:  # left stopped by an interrupted cutover
                 replication.set_enabled(tgt, name, True)
             self.catch_up()
-            self.progress.update(phase="sequences")
-            self.timed("sequences", replication.sync_sequences, src, tgt, records.SCHEMA)
-            refreshed = self.timed("sequences", self.refresh_materialized_views)
-            self.progress.update(phase="verify")
+            self.phases.timed("sequences", replication.sync_sequences, src, tgt, records.SCHEMA)
+            refreshed = self.phases.timed("sequences", self.refresh_materialized_views)
             try:
-                self.timed("verify", self.verify, None)
+                self.phases.timed("verify", self.verify, None)
             except Failure as exc:
                 if exc.phase != "verify" or "differs from the source" not in str(exc):
                     raise
                 raise Failure("verify", "%s: the target differs from the quiesced source although it applied every "
                               "change (%s). Was the target written to, or the source changed in a way logical "
                               "replication does not carry? Nothing was removed: the target keeps following; run mode "
-                              "abort, then mode online for a new copy" % (self.database, str(exc).split(": ", 1)[-1]
-                                                                          .split(". It stays marked")[0])) from None
-            before = self.timed("cleanup", fingerprint.read, src, records.SCHEMA, replication.OUR_CATALOG_CHANGES)
-            self.timed("proof", self.prove_nothing_pending)
+                              "abort, then mode online for a new copy"
+                              % (self.seen.database, str(exc).split(": ", 1)[-1].split(". It stays marked")[0])) from None
+            before = self.phases.timed("cleanup", fingerprint.read, src, records.SCHEMA,
+                                       replication.OUR_CATALOG_CHANGES)
+            self.phases.timed("proof", self.prove_nothing_pending)
         except BaseException:
             # Back to following: the slot still holds every change, nothing is lost.
             replication.set_enabled(tgt, name, True)
             raise
-        after, source_fp = self.timed("cleanup", self.remove_proven_replication)
+        after, source_fp = self.phases.timed("cleanup", self.remove_proven_replication)
         doubt = self.written_meanwhile(before, after)
         if doubt:
-            records.update(tgt, self.record["id"], records.ABORTED, {"aborted_by": "cutover: %s" % doubt})
+            records.update(tgt, self.seen.record["id"], records.ABORTED, {"aborted_by": "cutover: %s" % doubt})
             self.result["state"] = records.ABORTED
             raise Failure("cleanup", "%s: the source may have been written while replication was being removed (%s): "
                           "such writes are not on the target, so the copy is left unfinished (replication is gone). "
                           "Check that nothing uses the source, then run mode online again for a new copy (or mode "
-                          "offline)" % (self.database, doubt))
+                          "offline)" % (self.seen.database, doubt))
         # Downtime ends here, not at verification: until the proof that nothing is pending and the
         # removal of the replication, the cutover can still fail and go back to following.
-        self.result["downtime"] = round(time.time() - self.started, 3)
-        self.timed("analyze", replication.analyze_changed, tgt, records.SCHEMA)
-        self.progress.update(phase="record")
-        self.timed("record", records.complete, tgt, self.record["id"], self.target_fingerprint(), {
-            "cutover": {"phases": dict(self.phases), "downtime": self.result["downtime"],
+        self.result["downtime"] = round(time.time() - self.phases.started, 3)
+        self.phases.timed("analyze", replication.analyze_changed, tgt, records.SCHEMA)
+        self.phases.timed("record", records.complete, tgt, self.seen.record["id"], self.target_fingerprint(), {
+            "cutover": {"phases": dict(self.phases.seconds), "downtime": self.result["downtime"],
                         "nothing_pending_proven_by": self.pending_proofs,
                         "verified": self.result["verified"], "refreshed": refreshed}}, records.CUT_OVER, source_fp)
         self.result.update(state=records.CUT_OVER, replication={"name": name, "removed": True}, reasons=[
@@ -442,69 +435,69 @@ class OnlineMigration(migration.Migration):
         """REFRESH counts its rows as written, and a session's counters reach the statistics only
         when it idles or ends: in a session of its own, which target_fingerprint waits for, so that
         the fingerprint recorded at the cutover holds them (else the next run finds the target changed)."""
-        conn = self.connect(self.target, self.target_database)
+        conn = self.connect(self.seen.target, self.seen.target_database)
         try:
-            return replication.refresh_materialized_views(self.src, conn, records.SCHEMA)
+            return replication.refresh_materialized_views(self.seen.src, conn, records.SCHEMA)
         finally:
             conn.close()
 
     def remove_proven_replication(self):
         """Drop the subscription, the slot and the publication; the source's fingerprint after
         that (to compare with the one before, then the one recorded)."""
-        replication.drop_subscription(self.tgt, self.name)
-        replication.drop_slot(self.source_writer(), self.name)
-        replication.drop_publication(self.source_writer(), self.name, note_xid=self.note_transaction)
-        return (fingerprint.read(self.src, records.SCHEMA, replication.OUR_CATALOG_CHANGES),
-                fingerprint.read(self.src, records.SCHEMA))
+        replication.drop_subscription(self.seen.tgt, self.seen.name)
+        replication.drop_slot(self.source_writer(), self.seen.name)
+        replication.drop_publication(self.source_writer(), self.seen.name, note_xid=self.note_transaction)
+        return (fingerprint.read(self.seen.src, records.SCHEMA, replication.OUR_CATALOG_CHANGES),
+                fingerprint.read(self.seen.src, records.SCHEMA))
 
     def note_transaction(self, xid):
         self.own_xids.add(xid)
         if self.run_dir is not None:
-            self.run_dir.note_transaction(self.source_key, xid)
+            self.run_dir.note_transaction(self.seen.source_key, xid)
 
     def our_transactions(self):
-        return self.own_xids | (self.run_dir.our_transactions(self.source_key) if self.run_dir else set())
+        return self.own_xids | (self.run_dir.our_transactions(self.seen.source_key) if self.run_dir else set())
 
     def catch_up(self):
         """Wait until the target confirmed everything up to the source's WAL position (phase
         catch-up), stop the subscription (pause), and prove that the slot holds no change it did
         not apply (proof)."""
         # Read before the WAL position: see prove_nothing_pending.
-        self.quiet_since = fingerprint.horizon(self.src)
+        self.quiet_since = fingerprint.horizon(self.seen.src)
         try:
-            position = replication.wal_position(self.src)
-            self.timed("catch-up", lambda: replication.wait_caught_up(
-                self.src, self.name, position, on_poll=lambda behind: self.progress.update(lag_bytes=behind)))
-            self.timed("pause", replication.set_enabled, self.tgt, self.name, False)
-            self.timed("pause", replication.wait_inactive, self.src, self.name)
+            position = replication.wal_position(self.seen.src)
+            self.phases.timed("catch-up", lambda: replication.wait_caught_up(
+                self.seen.src, self.seen.name, position, on_poll=lambda behind: self.progress.update(lag_bytes=behind)))
+            self.phases.timed("pause", replication.set_enabled, self.seen.tgt, self.seen.name, False)
+            self.phases.timed("pause", replication.wait_inactive, self.seen.src, self.seen.name)
         except replication.ReplicationProblem as exc:
             raise Failure("catch-up", "%s: %s. Nothing was changed: the target keeps following"
-                          % (self.database, exc)) from None
-        self.timed("proof", self.prove_nothing_pending)
+                          % (self.seen.database, exc)) from None
+        self.phases.timed("proof", self.prove_nothing_pending)
 
     def prove_nothing_pending(self):
         """Fail unless the stopped slot holds no change: every write committed on the source up to
         its WAL position now is on the target. A change there means that the source is still
         written to: the run fails, and the subscription is started again (cut_over())."""
-        sessions = catalog.other_sessions(self.src)
+        sessions = catalog.other_sessions(self.seen.src)
         if sessions and not self.params["force"]:
             raise Failure("catch-up", "%s: sessions connected to the source during the cutover (%s): stop the "
-                          "application; the target keeps following" % (self.database, "; ".join(sessions[:5])))
+                          "application; the target keeps following" % (self.seen.database, "; ".join(sessions[:5])))
         # No transaction took an id on the server since before the WAL position the target confirmed,
         # and none was running then, but our cutovers' DROP PUBLICATIONs (in other databases): every
         # write is on the target. Cheap, and usually so once the application stopped. Else (autovacuum
         # analyzed a table, another client wrote) read the slot: exact, but it decodes all the WAL the
         # slot retains.
-        if fingerprint.proven_unwritten(self.quiet_since, fingerprint.horizon(self.src), self.our_transactions()):
+        if fingerprint.proven_unwritten(self.quiet_since, fingerprint.horizon(self.seen.src), self.our_transactions()):
             self.pending_proofs.append("the source's transaction ids")
             return
         self.pending_proofs.append("reading the slot")
-        replication.wal_position(self.src)
-        count, last = replication.pending_changes(self.src, self.name)
+        replication.wal_position(self.seen.src)
+        count, last = replication.pending_changes(self.seen.src, self.seen.name)
         if count:
             raise Failure("catch-up", "%s: %d changes were committed on the source after the cutover began (the last at "
                           "%s): something still writes to it. Stop it (the application, jobs, other clients) and run "
-                          "the cutover again; the target keeps following" % (self.database, count, last))
+                          "the cutover again; the target keeps following" % (self.seen.database, count, last))
 
     def written_meanwhile(self, before, after):
         """Why a write to the source between `before` (no change pending then) and `after` (our
@@ -516,8 +509,8 @@ class OnlineMigration(migration.Migration):
         if fingerprint.proven_unwritten(before, after, self.our_transactions()):
             return None
         taken = after["xids"]["next"] - before["xids"]["next"]
-        doubts = [fingerprint.counters_lost(before, after)] + fingerprint.counting_problems(self.src) + \
-            ["sessions are connected to it (%s)" % "; ".join(s) for s in [catalog.other_sessions(self.src)] if s]
+        doubts = [fingerprint.counters_lost(before, after)] + fingerprint.counting_problems(self.seen.src) + \
+            ["sessions are connected to it (%s)" % "; ".join(s) for s in [catalog.other_sessions(self.seen.src)] if s]
         doubts = [doubt for doubt in doubts if doubt]
         if doubts:
             return "%d transactions ran on the server meanwhile and %s" % (taken, "; ".join(doubts))

@@ -45,15 +45,15 @@ import heapq
 import os
 import queue
 import re
-import shlex
 import signal
 import subprocess
 import threading
 import time
 
-from ansible_collections.codacy.selfhosted.plugins.module_utils import fingerprint, pgtools, records, verify
+from ansible_collections.codacy.selfhosted.plugins.module_utils import dumprestore, fingerprint, pgtools, records, verify
 from ansible_collections.codacy.selfhosted.plugins.module_utils.catalog import FIRST_NORMAL_OID
 from ansible_collections.codacy.selfhosted.plugins.module_utils.connection import APPLICATION_NAME, cut
+from ansible_collections.codacy.selfhosted.plugins.module_utils.dumprestore import CopyFailed
 from ansible_collections.codacy.selfhosted.plugins.module_utils.progress import dir_size
 
 try:
@@ -134,15 +134,6 @@ SELECT schemaname, relname, n_tup_ins, n_tup_upd, n_tup_del FROM pg_stat_all_tab
 
 # Post-data entries that can be made as soon as their table's rows are in.
 TABLE_ENTRY = re.compile(r"^\d+; (\d+) (\d+) (INDEX|CONSTRAINT|CHECK CONSTRAINT|TRIGGER|RULE|POLICY) ")
-
-
-class CopyFailed(Exception):
-    """The copy failed: `phase` (dump: reading the source; restore: writing the target) and a message
-    that names the database, the server and what to do."""
-
-    def __init__(self, phase, message):
-        super(CopyFailed, self).__init__(message)
-        self.phase = phase
 
 
 class Table:
@@ -365,41 +356,22 @@ class Engine:
                                             options=options)
 
     def _pg_restore(self, *options):
-        return [self.request.clients["pg_restore"], "--exit-on-error", "--no-tablespaces", "--no-password",
-                "--verbose", "--dbname=%s" % self._target_conninfo()] + list(options)
+        return dumprestore.pg_restore(self.request.clients, self._target_conninfo(), *options)
 
     def _pg_dump(self, *options):
         request = self.request
-        argv = [request.clients["pg_dump"], "--no-password", "--verbose", "--snapshot=%s" % request.snapshot,
-                "--exclude-schema=%s" % pgtools.pattern(records.SCHEMA)] + list(options)
-        argv += ["--schema=%s" % pgtools.pattern(s) for s in request.schemas]
-        return argv + ["--dbname=%s" % request.source.conninfo(request.database, read_only=True)]
+        return dumprestore.pg_dump(request.clients, request.source, request.database, request.snapshot,
+                                   request.schemas, *options)
 
     def _record(self, argv):
-        self.commands.append(" ".join(shlex.quote(a) for a in argv))
+        self.commands.append(dumprestore.command_line([(argv, None)]))
 
     def _run(self, phase, commands, record=True):
         """Run one program or a pipeline [(argv, log name)] under the guard; fail with its first errors."""
         commands = [(argv, os.path.join(self.request.private_dir, name)) for argv, name in commands]
         if record:
-            self.commands.append(" | ".join(" ".join(shlex.quote(a) for a in argv) for argv, _log in commands))
-        codes, _seconds = self.request.children.run_pipeline(commands, self.request.env)
-        failed = [(argv, log, code) for (argv, log), code in zip(commands, codes) if code != 0]
-        if failed:
-            argv, log, code = failed[0]
-            if len(failed) > 1 and not any(re.search(r"end of file|could not read input", line, re.I)
-                                           for line in pgtools.first_errors(failed[-1][1])):
-                argv, log, code = failed[-1]
-            self._fail_program(phase, argv, log, code)
-
-    def _fail_program(self, phase, argv, log, code):
-        request = self.request
-        program = os.path.basename(argv[0])
-        on_source = program == "pg_dump"
-        raise CopyFailed("dump" if on_source else phase, "%s of %s failed on %s (exit %d): %s" % (
-            program, request.database if on_source else request.target_database,
-            (request.source if on_source else request.target).address, code,
-            " | ".join(pgtools.first_errors(log)) or "no error output"))
+            self.commands.append(dumprestore.command_line(commands))
+        dumprestore.run(self.request.children, commands, self.request.env, phase, self.request)
 
     # -- prepare: reads only -----------------------------------------------------------------------
     def prepare(self):

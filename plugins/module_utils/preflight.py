@@ -14,9 +14,9 @@ import re
 import socket
 
 from ansible_collections.codacy.selfhosted.plugins.module_utils import (
-    catalog, fingerprint, online, parallel, pgtools, records, replication)
+    catalog, fingerprint, migration, online, parallel, pgtools, records, replication)
 from ansible_collections.codacy.selfhosted.plugins.module_utils.connection import ConnectionProblem, Endpoint
-from ansible_collections.codacy.selfhosted.plugins.module_utils.migration import Failure
+from ansible_collections.codacy.selfhosted.plugins.module_utils.inspection import Failure
 from ansible_collections.codacy.selfhosted.plugins.module_utils.units import human_bytes
 
 # Codacy's databases, as current charts create them (the migration guide lists the first six).
@@ -354,20 +354,17 @@ class Preflight:
         if not entry["target_exists"]:
             entry.update(action="migrated", reasons=["the target database will be created"])
             return
-        params = dict((key, self.params[key]) for key in ("source", "target", "work_dir", "jobs", "schemas", "force",
-                                                          "bin_dir", "connect_timeout", "data_path", "mode",
-                                                          "source_from_target"))
-        params.update(database=entry["name"], target_database=entry["target_name"], verify="none", timeout=0)
-        migration = online.make(params, check_mode=True)
-        migration.online_checks = False  # made for every database at once: check_online()
         try:
-            result = migration.run()
-            entry.update(action=result["action"], reasons=result["reasons"])
-            if result["action"] == "unchanged":
-                entry["verified"] = result["verified"]  # of the copy that stays
+            with migration.inspect(self.params, entry["name"], entry["target_name"],
+                                   online_checks=False) as seen:  # (check_online() makes them for every database)
+                entry.update(action=seen.action, reasons=seen.reasons)
+                if seen.action == "unchanged":
+                    entry["verified"] = seen.copy_verified()  # of the copy that stays
         except (Failure, ConnectionProblem, pgtools.ToolProblem) as exc:
-            reason = self.in_callers_words(str(exc))
-            entry.update(action="refused", reasons=[reason])
+            entry.update(action="refused", reasons=[str(exc)])
+        if entry["action"] == "refused":
+            reason = self.in_callers_words(entry["reasons"][0])
+            entry["reasons"] = [reason]
             found.problems.append("%s: %s" % (entry["name"], reason))
 
     def check_clients(self, source_info):

@@ -136,6 +136,32 @@ SELECT coalesce(sum(tuples_processed), 0)::bigint FROM pg_stat_progress_copy WHE
 """
 
 
+class Phases:
+    """A run's phases: the current one (named in failures, the progress file and the watchdog's
+    message) and the seconds spent in each, for the result and the record."""
+
+    def __init__(self, progress):
+        self.progress = progress
+        self.current = "validate"
+        self.seconds = {}
+        self.started = time.time()
+
+    def enter(self, phase):
+        self.current = phase
+        self.progress.update(phase=phase)
+
+    def timed(self, phase, func, *args):
+        self.enter(phase)
+        started = time.time()
+        try:
+            return func(*args)
+        finally:
+            self.add(phase, time.time() - started)
+
+    def add(self, phase, seconds):
+        self.seconds[phase] = round(self.seconds.get(phase, 0) + seconds, 3)
+
+
 def source_totals(conn, skip_schema, schemas):
     with conn.cursor() as cur:
         cur.execute(SOURCE_TOTALS_SQL, {"skip": skip_schema, "schemas": list(schemas) or None})

@@ -497,10 +497,10 @@ import traceback
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.codacy.selfhosted.plugins.module_utils import batch, guard, online, pgtools
+from ansible_collections.codacy.selfhosted.plugins.module_utils import batch, guard, migration, online, pgtools
 from ansible_collections.codacy.selfhosted.plugins.module_utils.connection import (
     HAS_PSYCOPG2, PSYCOPG2_IMPORT_ERROR, ConnectionProblem, endpoint_argument_spec, forget_module_file)
-from ansible_collections.codacy.selfhosted.plugins.module_utils.migration import Failure
+from ansible_collections.codacy.selfhosted.plugins.module_utils.inspection import Failure
 
 ARGUMENT_SPEC = dict(
     database=dict(type="str"),
@@ -546,12 +546,12 @@ WRITING_PHASES = ("record", "clear", "pre-data", "restore", "post-data", "proper
                   "publication", "slot", "subscribe", "resume", "catch-up", "sequences", "cleanup", "abort")
 
 
-def failure(migration, exc):
+def failure(run, exc):
     """The failed result for an exception that ended the run: one message naming the database,
     the servers and the phase, and whether the target was touched."""
-    result = dict(migration.result)
-    result.update(phase=migration.phase, changed=migration.phase in WRITING_PHASES)
-    where = "phase %s; source %s, target %s" % (migration.phase, migration.source.address, migration.target.address)
+    result = dict(run.result)
+    result.update(phase=run.phase, changed=run.phase in WRITING_PHASES)
+    where = "phase %s; source %s, target %s" % (run.phase, run.source.address, run.target.address)
     if isinstance(exc, Failure):
         result.update(msg=str(exc), phase=exc.phase, changed=exc.phase in WRITING_PHASES,
                       action=exc.action or result["action"])
@@ -559,9 +559,9 @@ def failure(migration, exc):
         result.update(msg=str(exc), phase="inspect", changed=False)
     elif isinstance(exc, guard.Interrupted):
         result.update(msg="%s: %s (%s); the target is left marked unfinished and the next run starts it again"
-                      % (migration.database, exc.reason, where), changed=True)
+                      % (run.database, exc.reason, where), changed=True)
     else:
-        result.update(msg="%s: unexpected error (%s): %s" % (migration.database, where, exc),
+        result.update(msg="%s: unexpected error (%s): %s" % (run.database, where, exc),
                       exception=traceback.format_exc())
     return result
 
@@ -572,13 +572,13 @@ def run_one(params, check_mode=False, diff=False):
     problems = online.validate(params, probe_write=not check_mode)
     if problems:
         return dict(failed=True, msg="; ".join(problems), phase="validate", action="refused", changed=False)
-    migration = online.make(params, check_mode=check_mode, diff=diff)
+    run = migration.Migration(params, check_mode=check_mode, diff=diff)
     try:
-        result = dict(migration.run())
+        result = dict(run.run())
     except (Exception, guard.Interrupted) as exc:  # pylint: disable=broad-except
-        result = dict(failure(migration, exc), failed=True)
-    if migration.warnings:
-        result["warnings"] = list(migration.warnings)
+        result = dict(failure(run, exc), failed=True)
+    if run.warnings:
+        result["warnings"] = list(run.warnings)
     return result
 
 

@@ -10,7 +10,7 @@ from tests.integration.conftest import module_args, run_in_process, succeeded
 from tests.integration.features import create_database, execute
 from tests.support.compare import compare
 
-from ansible_collections.codacy.selfhosted.plugins.module_utils.migration import Migration
+from ansible_collections.codacy.selfhosted.plugins.module_utils.copier import Copier
 
 
 def create_source(server, dbname, statements):
@@ -24,17 +24,17 @@ def create_source(server, dbname, statements):
 def tampered(monkeypatch):
     """Run the module (in this process) with `statement` run on the target database right before
     verification: tamper(args, target, statement) -> the module's result."""
-    verify = Migration.verify
+    verify = Copier.verify
 
     def tamper(args, target, statement):
         def tampering_verify(self, snapshot_id):
             execute(target, args.get("target_database") or args["database"], statement)
             return verify(self, snapshot_id)
-        monkeypatch.setattr(Migration, "verify", tampering_verify)
+        monkeypatch.setattr(Copier, "verify", tampering_verify)
         try:
             return run_in_process(args)
         finally:
-            monkeypatch.setattr(Migration, "verify", verify)
+            monkeypatch.setattr(Copier, "verify", verify)
     return tamper
 
 

@@ -14,7 +14,7 @@ import time
 import pytest
 
 from ansible_collections.codacy.selfhosted.plugins.module_utils import records, replication
-from ansible_collections.codacy.selfhosted.plugins.module_utils.migration import Migration
+from ansible_collections.codacy.selfhosted.plugins.module_utils.copier import Copier
 from tests.integration.conftest import PASSWORD, ModuleRunner, module_args, run_in_process, succeeded
 from tests.integration.features import (
     add_bulk, create_database, create_feature_database, execute, record_states, processes, restoring, wait_for)
@@ -225,12 +225,12 @@ def test_a_table_truncated_between_the_copy_and_its_verification(logical_source,
     the parallel path counted the rows as it copied them. The cutover compares it."""
     source, target = logical_source, subscriber
     scratch_database(source, target, dbname)
-    verify = Migration.verify
+    verify = Copier.verify
 
     def truncating_verify(self, snapshot_id):
         execute(source, dbname, TRUNCATE_SCRATCH)
         return verify(self, snapshot_id)
-    monkeypatch.setattr(Migration, "verify", truncating_verify)
+    monkeypatch.setattr(Copier, "verify", truncating_verify)
     result = succeeded(run_in_process(online_args(source, target, dbname, work_dir, data_path=data_path)), "migrated")
     monkeypatch.undo()
     warnings = " | ".join(result.get("warnings", []))
@@ -251,13 +251,13 @@ def test_a_truncate_during_an_offline_copy_is_a_difference(source, target, dbnam
     snapshot now shows it, so source and target agree on no rows that the snapshot held. The
     verification finds the table rewritten since the snapshot and fails the run."""
     scratch_database(source, target, dbname)
-    take_snapshot = Migration.take_snapshot
+    take_snapshot = Copier.take_snapshot
 
     def truncating_take_snapshot(self):
         snapshot_id = take_snapshot(self)
         execute(source, dbname, TRUNCATE_SCRATCH)
         return snapshot_id
-    monkeypatch.setattr(Migration, "take_snapshot", truncating_take_snapshot)
+    monkeypatch.setattr(Copier, "take_snapshot", truncating_take_snapshot)
     result = run_in_process(module_args(source, target, dbname, work_dir, data_path=data_path))
     monkeypatch.undo()
     assert result.get("failed") and result["phase"] == "verify", result

@@ -12,7 +12,7 @@ import sys
 import pytest
 
 from ansible_collections.codacy.selfhosted.plugins.module_utils import guard, parallel, pgtools
-from ansible_collections.codacy.selfhosted.plugins.module_utils.migration import Migration
+from ansible_collections.codacy.selfhosted.plugins.module_utils.copier import Copier
 from ansible_collections.codacy.selfhosted.plugins.module_utils.progress import FIELDS
 from ansible_collections.codacy.selfhosted.plugins.module_utils.connection import (
     Endpoint, child_environment, write_passfile)
@@ -61,7 +61,7 @@ def make_source(server, dbname, wide=300000, heap=150000):
 
 
 def run_engine(source, target, dbname, tmp_path, jobs=2, split_min_bytes=None, ctid=True):
-    """The engine alone, as Migration.copy_in_parallel runs it, into an empty target database."""
+    """The engine alone, as Copier.copy_in_parallel runs it, into an empty target database."""
     create_database(target, dbname)
     src, dst = Endpoint("source", source.endpoint()), Endpoint("target", target.endpoint())
     holder = src.connect(dbname, read_only=True, autocommit=False)
@@ -187,7 +187,7 @@ def test_a_write_of_a_session_still_connected_is_counted(source, target, dbname,
     counts the tables, and finds the row it added."""
     make_source(source, dbname, wide=20000, heap=1000)
     create_database(target, dbname)
-    verify = Migration.verify
+    verify = Copier.verify
     intruders = []
 
     def intruding_verify(self, snapshot_id):
@@ -197,7 +197,7 @@ def test_a_write_of_a_session_still_connected_is_counted(source, target, dbname,
             cur.execute("SELECT count(*) FROM public.small")
             cur.execute("INSERT INTO public.small VALUES (999999, 'intruder')")
         return verify(self, snapshot_id)
-    monkeypatch.setattr(Migration, "verify", intruding_verify)
+    monkeypatch.setattr(Copier, "verify", intruding_verify)
     try:
         result = run_in_process(module_args(source, target, dbname, work_dir, data_path="parallel"))
     finally:

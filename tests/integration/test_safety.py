@@ -17,7 +17,7 @@ import tempfile
 
 import pytest
 from ansible_collections.codacy.selfhosted.plugins.module_utils import catalog, fingerprint
-from ansible_collections.codacy.selfhosted.plugins.module_utils.migration import Look, source_changes
+from ansible_collections.codacy.selfhosted.plugins.module_utils.inspection import Look, source_changes
 from tests.integration import object_kinds
 from tests.integration.conftest import PASSWORD, module_args, run_in_process, succeeded
 from tests.integration.features import create_database, create_feature_database, execute

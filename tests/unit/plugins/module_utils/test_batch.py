@@ -48,7 +48,7 @@ def test_a_process_that_ends_without_its_result_gets_a_failed_one_with_its_phase
 
 
 def test_what_a_stuck_migrations_watchdog_printed_is_its_result(tmp_path):
-    def stuck(entry):  # as Migration.abort does when its main thread cannot clean up, then os._exit(1)
+    def stuck(entry):  # as Copier.abort does when its main thread cannot clean up, then os._exit(1)
         sys.stdout.write(json.dumps({"database": entry["database"], "msg": "accounts: the controller stopped "
                                      "waiting", "phase": "restore"}) + "\n")
         sys.stdout.flush()

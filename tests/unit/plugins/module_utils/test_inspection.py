@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from ansible_collections.codacy.selfhosted.plugins.module_utils import migration as mod
+from ansible_collections.codacy.selfhosted.plugins.module_utils import inspection as mod
 
 SOURCE = {"system_identifier": "7", "host": "db", "port": 5432, "database": "analysis"}
 STATS = {"cluster_reset": "t0", "database_reset": None}
