@@ -223,8 +223,6 @@ def describe_source(identity):
     return "%s:%s/%s" % (identity.get("host"), identity.get("port"), identity.get("database"))
 
 
-
-
 class Inspection:
     """One database's inspection: connect to both servers, make every check that can refuse the
     run, and decide its action (read()). The connections stay open for the copy, the target's
