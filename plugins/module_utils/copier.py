@@ -33,6 +33,7 @@ class Copier:
 
     # Whether replication brings the target what the source changes after the copy's snapshot.
     REPLICATED = False
+    LEFT_BEHIND = "the target is left marked unfinished and the next run starts it again"
 
     def __init__(self, seen, result):
         self.seen = seen
@@ -262,12 +263,16 @@ class Copier:
             shutil.rmtree(self.private_dir, ignore_errors=True)
         self.progress.update(phase="failed", finished=True)
         phase = self.phases.current
-        message = ("%s: %s (phase %s; source %s, target %s); the target is left marked unfinished and the next run "
-                   "starts it again" % (seen.database, reason, phase, seen.source.address, seen.target.address))
+        message = "%s: %s (phase %s; source %s, target %s); %s" % (
+            seen.database, reason, phase, seen.source.address, seen.target.address, self.left_behind())
         sys.stdout.write(json.dumps({"failed": True, "changed": True, "phase": phase, "action": seen.action,
                                      "database": seen.database, "target_database": seen.target_database,
                                      "msg": message}) + "\n")
         sys.stdout.flush()
+
+    def left_behind(self):
+        """What a run stopped while writing leaves, and what to do (for the messages of a stopped run)."""
+        return self.LEFT_BEHIND
 
     def wait_for_slot(self):
         """With the role's queue, wait until this migration may run (N at a time, largest first)."""

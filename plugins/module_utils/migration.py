@@ -59,12 +59,17 @@ class Migration:
                            dump_bytes=0, tables=[], verified={"mode": params["verify"], "tables": 0,
                                                               "rows": 0, "equal": None},
                            commands=[])
+        self.result.update(self.seen.report)  # (online migration's mode, state and replication, even if it fails first)
 
     # What failures name: the database, the servers and the phase.
     database = property(lambda self: self.seen.database)
     source = property(lambda self: self.seen.source)
     target = property(lambda self: self.seen.target)
     phase = property(lambda self: self.phases.current)
+
+    def left_behind(self):
+        """What the run leaves when it is stopped while writing (for the failure's message)."""
+        return self.copier.left_behind() if self.copier else copier.Copier.LEFT_BEHIND
 
     @property
     def warnings(self):

@@ -251,6 +251,7 @@ class OnlineCopier(copier.Copier):
     def __init__(self, seen, result):
         super(OnlineCopier, self).__init__(seen, result)
         self.slot_snapshot = None
+        self.creating = False  # this run creates a publication and slot of its own (a copy, not a cutover)
         self.subscribed = False
         self.source_rw = None
         self.ddl_catalogs = None
@@ -295,6 +296,7 @@ class OnlineCopier(copier.Copier):
         """The publication, then the copy's fingerprint (the publication is part of the source's
         definitions until the cutover), then the slot and the snapshot it exports."""
         seen = self.seen
+        self.creating = True
         self.phases.timed("publication", replication.create_publication, self.source_writer(), seen.name)
         self.source_fp = fingerprint.read(seen.src, records.SCHEMA)
         self.result["source_fingerprint"] = fingerprint.digest(self.source_fp)
@@ -350,8 +352,10 @@ class OnlineCopier(copier.Copier):
                                  "on the source" % (self.seen.name, self.seen.source.address, exc))
 
     def abort(self, reason):
-        # The watchdog's way out when the main thread is stuck: the slot must not outlive us.
-        if self.seen.name and not self.subscribed:
+        # The watchdog's way out when the main thread is stuck: a slot this run created must not
+        # outlive it. Never one it found: a cutover's or an abort's slot holds what the following
+        # target has not applied yet.
+        if self.creating and not self.subscribed:
             try:
                 conn = self.seen.source.connect(self.seen.database)
                 try:
@@ -362,6 +366,12 @@ class OnlineCopier(copier.Copier):
             except Exception:  # pylint: disable=broad-except
                 pass  # the next run finds them by name
         super(OnlineCopier, self).abort(reason)
+
+    def left_behind(self):
+        if self.creating:
+            return super(OnlineCopier, self).left_behind()
+        return ("the replication is left in place (the source's slot keeps every change the target has not applied): "
+                "run mode %s again" % self.seen.mode)
 
     def remove_replication(self):
         """Remove this migration's subscription, slot and publication wherever they are; a record
@@ -421,6 +431,7 @@ class OnlineCopier(copier.Copier):
         # removal of the replication, the cutover can still fail and go back to following.
         self.result["downtime"] = round(time.time() - self.phases.started, 3)
         self.phases.timed("analyze", replication.analyze_changed, tgt, records.SCHEMA)
+        self.phases.enter("record")  # (the fingerprint waits for the statistics first)
         self.phases.timed("record", records.complete, tgt, self.seen.record["id"], self.target_fingerprint(), {
             "cutover": {"phases": dict(self.phases.seconds), "downtime": self.result["downtime"],
                         "nothing_pending_proven_by": self.pending_proofs,

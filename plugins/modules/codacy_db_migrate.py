@@ -558,8 +558,7 @@ def failure(run, exc):
     elif isinstance(exc, (ConnectionProblem, pgtools.ToolProblem)):
         result.update(msg=str(exc), phase="inspect", changed=False)
     elif isinstance(exc, guard.Interrupted):
-        result.update(msg="%s: %s (%s); the target is left marked unfinished and the next run starts it again"
-                      % (run.database, exc.reason, where), changed=True)
+        result.update(msg="%s: %s (%s); %s" % (run.database, exc.reason, where, run.left_behind()), changed=True)
     else:
         result.update(msg="%s: unexpected error (%s): %s" % (run.database, where, exc),
                       exception=traceback.format_exc())

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from ansible_collections.codacy.selfhosted.plugins.module_utils import records, replication
+from ansible_collections.codacy.selfhosted.plugins.module_utils import progress, records, replication
 from ansible_collections.codacy.selfhosted.plugins.module_utils.copier import Copier
 from tests.integration.conftest import PASSWORD, ModuleRunner, module_args, run_in_process, succeeded
 from tests.integration.features import (
@@ -21,6 +21,7 @@ from tests.integration.features import (
 from tests.support import embedded
 from tests.support.compare import compare
 from tests.support.pgserver import PgServer, free_port
+from tests.support.proxy import StallingProxy
 from tests.support.writer import Writer
 
 # No autovacuum: its ANALYZE takes transaction ids, which would make the cheap proof of the
@@ -546,6 +547,43 @@ def test_restarts_and_a_stopped_subscription_while_following(logical_source, sub
     except BaseException:  # remove its replication, so that a failure here does not spill into the next tests
         run_in_process(online_args(source, target, dbname, work_dir, mode="abort"))
         raise
+
+
+def test_a_cutover_stuck_on_the_target_leaves_the_replication(logical_source, subscriber, dbname, run_module,
+                                                              work_dir, tmp_path):
+    """The cutover's connection to the target stalls (the network, not the server) while it waits
+    for the target to catch up, past its time limit: the signal finds the main thread stuck on that
+    connection, and the watchdog ends the run. The slot and the publication it found are the
+    following target's (the slot holds what the target has not applied): they stay, and a later
+    cutover completes without a lost write."""
+    source, target = logical_source, subscriber
+    writer = online_database(source, target, dbname, work_dir)
+    # A change the target cannot apply (its key is taken there): the catch-up waits.
+    execute(target, dbname, "INSERT INTO writer_scratch VALUES (-1, 'target')")
+    execute(source, dbname, "INSERT INTO writer_scratch VALUES (-1, 'source')")
+    before = sorted(replication_objects(source, target, dbname))
+    assert len(before) == 3, before
+    progress_file = str(tmp_path / "progress.json")
+    proxy = StallingProxy(target.port)
+    try:
+        args = online_args(source, target, dbname, work_dir, mode="cutover", timeout=10, connect_timeout=60,
+                           progress_file=progress_file)
+        args["target"] = dict(target.endpoint(), port=proxy.port)
+        proc = run_module.popen(args)
+        wait_for(lambda: (progress.read(progress_file) or {}).get("phase") == "catch-up",
+                 timeout=60, what="the cutover's catch-up")
+        proxy.stall()
+        result = run_module.result(proc)
+    finally:
+        proxy.close()
+    assert result.get("failed") and "did not finish within its time limit of 10 s" in result["msg"], result
+    assert sorted(replication_objects(source, target, dbname)) == before
+    assert record_states(target, dbname) == ["following"]
+    assert "the replication is left in place" in result["msg"] and "run mode cutover again" in result["msg"], result
+    execute(target, dbname, "DELETE FROM writer_scratch WHERE id = -1")
+    succeeded(run_in_process(online_args(source, target, dbname, work_dir, mode="cutover")), "cut_over")
+    assert_equal(source, target, dbname, writer)
+    assert replication_objects(source, target, dbname) == []
 
 
 def test_preflight_lists_what_online_migration_needs(source, target, dbname, tmp_path):
