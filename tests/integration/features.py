@@ -1,6 +1,7 @@
 """A small source database holding every kind of object the module must carry."""
 
 import os
+import signal
 import threading
 import time
 
@@ -159,6 +160,19 @@ def holders(path):
         if any((link + os.sep).startswith(path) for link in links):
             found.add(int(pid))
     return sorted(found)
+
+
+def kill(pids, signum=signal.SIGKILL):
+    """Send signum to each of pids; one that ended since it was listed (a short-lived client, or a child of
+    one killed before it) is skipped. Returns the pids that got the signal."""
+    killed = []
+    for pid in pids:
+        try:
+            os.kill(pid, signum)
+            killed.append(pid)
+        except ProcessLookupError:
+            pass
+    return killed
 
 
 def wait_for(predicate, timeout=120, what="condition"):

@@ -11,7 +11,7 @@ import pytest
 
 from tests.integration.conftest import module_args, succeeded
 from tests.integration.features import (
-    add_bulk, assert_nothing_left, big_database, create_feature_database, holders, record_states, processes,
+    add_bulk, assert_nothing_left, big_database, create_feature_database, holders, kill, record_states, processes,
     processes_of_home, restoring, wait_for)
 from tests.support.compare import compare, snapshot
 
@@ -30,9 +30,8 @@ def test_client_program_killed_during_the_copy(source, target, dbname, run_modul
 
     def carriers():
         return set(processes(program, "dbname=" + dbname)) & set(processes(program, which))
-    wait_for(lambda: restoring(target, dbname) and carriers(), what="the restore to start, with %s running" % program)
-    for pid in carriers():
-        os.kill(pid, signal.SIGKILL)
+    # A carrier of a small table may end between listing and killing: wait until one is really killed.
+    wait_for(lambda: restoring(target, dbname) and kill(carriers()), what="a %s carrying rows to be killed" % program)
     result = run_module.result(proc)
     assert result["failed"] and result["phase"] == phase and dbname in result["msg"], result.get("msg")
     assert_nothing_left(work_dir, dbname)
@@ -87,8 +86,7 @@ def test_background_job_killed_without_a_result(source, target, tmp_path):
     proc = play.popen(db_migration_databases=["metrics"], env={"HOME": str(home)})
     wait_for(lambda: restoring(target, "metrics"), timeout=300, what="the restore to start")
     started = time.time()
-    for pid in processes_of_home(str(home), "AnsiballZ_codacy_db_migrate"):
-        os.kill(pid, signal.SIGKILL)
+    assert kill(processes_of_home(str(home), "AnsiballZ_codacy_db_migrate")), "the module's process was not found"
     out, _err = proc.communicate(timeout=120)
     assert time.time() - started < 60, "the wait took %d s to notice" % (time.time() - started)
     assert proc.returncode != 0

@@ -2,7 +2,6 @@
 connections are read-only."""
 
 import os
-import signal
 import subprocess
 
 import psycopg2
@@ -10,7 +9,7 @@ import pytest
 
 from tests.integration.conftest import ansible_env, write_private
 from tests.integration.features import (
-    ArgvSampler, add_bulk, create_feature_database, processes_of_home, restoring, wait_for)
+    ArgvSampler, add_bulk, create_feature_database, kill, processes_of_home, restoring, wait_for)
 from tests.integration.playbook import PLAYBOOK, Play
 from tests.support import dataset
 from tests.support.pgserver import PgServer
@@ -100,11 +99,7 @@ def test_no_password_in_module_files_while_migrations_run_or_after_they_are_kill
         assert list(files_under(str(remote_tmp))), "no module files to look at: is ANSIBLE_REMOTE_TMP used?"
         assert holding(SENTINEL, remote_tmp, local_tmp, home) == []
         # Everything of this run killed at once, as a power cut or the OOM killer would.
-        for pid in processes_of_home(str(home), ""):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass  # ended since it was listed (a short-lived client, or a child of one killed before it)
+        kill(processes_of_home(str(home), ""))
         proc.wait(timeout=60)
         wait_for(lambda: not processes_of_home(str(home), ""), timeout=30, what="the run's processes to die")
         assert holding(SENTINEL, remote_tmp, local_tmp, home) == []
