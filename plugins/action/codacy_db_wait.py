@@ -42,7 +42,8 @@ STOP_WITHIN = 30  # seconds an interrupted run waits for its migrations to end
 
 
 class Interrupted(BaseException):
-    """ansible-playbook was interrupted: stop the migrations, then end as Ansible expects."""
+    """ansible-playbook was interrupted (signum), or is gone (None): stop the migrations, then end as
+    Ansible expects."""
 
     def __init__(self, signum):
         super(Interrupted, self).__init__(signum)
@@ -213,6 +214,7 @@ class ActionModule(ActionBase):
         self.async_dir = self.get_shell_option("async_dir", default="~/.ansible_async")
         self.here = runs_here(self._connection, self._task.environment)
         self.out = controller_output()
+        self.ansible_playbook = os.getppid()
         previous = self._catch_signals()
         try:
             try:
@@ -223,6 +225,9 @@ class ActionModule(ActionBase):
                     self.jobs = jobs_of(args["started"])
                 self._wait(int(args.get("timeout", 0)))
             except Interrupted as exc:
+                if exc.signum is None:
+                    self._stop("ansible-playbook is gone (killed)")
+                    raise AnsibleActionFail("ansible-playbook is gone (killed): stopped the migrations") from None
                 self._stop()
                 signal.signal(exc.signum, signal.SIG_DFL)
                 os.kill(os.getpid(), exc.signum)  # end as Ansible expects of an interrupted worker
@@ -249,6 +254,12 @@ class ActionModule(ActionBase):
         except ValueError:  # not the main thread: the heartbeat's timeout still ends the jobs
             display.vvv("codacy_db_wait: cannot handle signals here; the heartbeat's timeout ends the jobs")
             return {}
+
+    def _stop_when_ansible_playbook_is_gone(self):
+        """Killed with SIGKILL, ansible-playbook cannot stop this worker, which would go on starting
+        the migrations and keeping their heartbeat fresh until they end: it has a new parent then."""
+        if os.getppid() != self.ansible_playbook:
+            raise Interrupted(None)
 
     def _refuse_after_a_lost_interrupt(self):
         if interrupt_lost():
@@ -283,6 +294,7 @@ class ActionModule(ActionBase):
                  for job in self.jobs]
         module_args = dict(migrate, batch=batch, queue={"dir": run_dir.path, "slots": slots,
                                                         "heartbeat_timeout": heartbeat_timeout})
+        self._stop_when_ansible_playbook_is_gone()
         for job in self.jobs:
             job["launched"] = True  # from now on an interrupt must stop it too
         started = self._start_one(module_args, int(args.get("async_limit", 604800)))
@@ -348,6 +360,7 @@ class ActionModule(ActionBase):
         """Until every job has finished, a progress line for the run and one per copying database."""
         while len(self.done) < len(self.jobs):
             self._report(self._look(self.interval))
+            self._stop_when_ansible_playbook_is_gone()
             if timeout and time.time() - self.began > timeout and len(self.done) < len(self.jobs):
                 raise AnsibleActionFail("codacy_db_wait: migrations still running after %d s: %s"
                                         % (timeout, ", ".join(j["name"] for j in self.jobs if j["name"] not in self.done)))
@@ -376,9 +389,9 @@ class ActionModule(ActionBase):
                 self.say("  %s: %s" % (what, ", ".join(names)))
 
     # -- stopping ----------------------------------------------------------------------------------
-    def _stop(self):
+    def _stop(self, why="interrupted"):
         """Stop every started migration now, wait until each has ended (cleaning up after itself),
-        and say which databases were stopped."""
+        and say which databases were stopped (and `why`)."""
         unstarted = [job["name"] for job in self.jobs if not job.get("launched", True)]
         stopping = [job for job in self.jobs if job["name"] not in self.done and job.get("launched", True)]
         for name in unstarted:
@@ -404,12 +417,12 @@ class ActionModule(ActionBase):
                        if job["name"] in self.done]
             running = [job["name"] for job in stopping if job["name"] not in self.done]
             if stopped:
-                self._tell("interrupted: stopped the migrations of %s; the next run resumes them" % ", ".join(stopped))
+                self._tell("%s: stopped the migrations of %s; the next run resumes them" % (why, ", ".join(stopped)))
             if running:
-                self._tell("interrupted: %s did not stop within %d s; without their heartbeat they end by "
-                           "themselves within a minute" % (", ".join(running), STOP_WITHIN))
+                self._tell("%s: %s did not stop within %d s; without their heartbeat they end by "
+                           "themselves within a minute" % (why, ", ".join(running), STOP_WITHIN))
         if unstarted:
-            self._tell("interrupted: %s not started; the next run migrates them" % ", ".join(unstarted))
+            self._tell("%s: %s not started; the next run migrates them" % (why, ", ".join(unstarted)))
 
     def _signal(self, run_dirs, pids):
         """At once, with one shell command (no module to transfer): remove the heartbeat and send

@@ -6,7 +6,7 @@ waits for it any more, and it never leaves pg_dump or pg_restore behind.
 
 - SIGTERM, SIGINT and SIGHUP raise `Interrupted` in the main thread, so `finally` blocks clean up.
 - A watchdog thread ends the run when the processes that started the module are gone
-  (ansible-playbook killed), when the controller stopped waiting for a background run (its
+  (ansible-playbook killed, even with SIGKILL), when the controller stopped waiting for a background run (its
   heartbeat file is stale), or when the run's time limit has passed. It first signals the main
   thread; if that is stuck (a query on a stalled network), it stops the children, runs the
   abort callback (remove the dump, print the failure) and exits the process.
@@ -34,27 +34,48 @@ class Interrupted(BaseException):
         self.reason = reason
 
 
-def _start_time(pid):
+ANSIBLE_PROGRAMS = ("ansible-playbook", "ansible", "ansible-console")
+
+
+def _stat(pid):
+    """(start time, parent pid) of process `pid`, or None when it is gone (or a zombie, ended)."""
     try:
         with open("/proc/%d/stat" % pid) as handle:
-            return handle.read().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
+            fields = handle.read().rsplit(")", 1)[1].split()
+        return None if fields[0] == "Z" else (fields[19], int(fields[1]))
+    except (OSError, IndexError, ValueError):
         return None
 
 
-def _ancestors(levels=2):
-    """(pid, start time) of our parent and grandparent: the shell and the Ansible worker that ran us."""
-    found, pid = [], os.getppid()
-    for _level in range(levels):
-        if pid <= 1:
+def _is_ansible(pid):
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as handle:
+            argv = handle.read().decode("utf-8", "replace").split("\0")
+    except OSError:
+        return False
+    return any(os.path.basename(arg) in ANSIBLE_PROGRAMS for arg in argv[:2])
+
+
+def _lineage(limit=8):
+    """(pid, start time) of the processes that must live while this run does.
+
+    Run by Ansible in the foreground: every process from our parent up to the Ansible worker that
+    ran the module (a shell or two, sudo with become), and ansible-playbook, the worker's parent:
+    killed with SIGKILL, it leaves its worker running, waiting for us. Otherwise (an async job,
+    which leaves Ansible's process tree and has the heartbeat; a module run by other means): our
+    parent and grandparent."""
+    chain, pid = [], os.getppid()
+    while pid > 1 and len(chain) < limit:
+        seen = _stat(pid)
+        if seen is None:
             break
-        found.append((pid, _start_time(pid)))
-        try:
-            with open("/proc/%d/stat" % pid) as handle:
-                pid = int(handle.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            break
-    return found
+        chain.append((pid, seen[0]))
+        if _is_ansible(pid):
+            # If the worker has a new parent already, ansible-playbook is gone: None matches no start time.
+            main = _stat(seen[1]) if _is_ansible(seen[1]) else None
+            return chain + [(seen[1], main and main[0])]
+        pid = seen[1]
+    return chain[:2]
 
 
 class Guard:
@@ -87,7 +108,7 @@ class Guard:
         self._previous = dict((s, signal.getsignal(s)) for s in self.SIGNALS)
         for sig in self.SIGNALS:
             signal.signal(sig, self._raise)
-        self._ancestors = _ancestors()
+        self._lineage = _lineage()
         self._thread = threading.Thread(target=self._watch, name="codacy-watchdog")
         self._thread.daemon = True
         self._thread.start()
@@ -108,8 +129,8 @@ class Guard:
     # -- the watchdog ------------------------------------------------------------------------------
     def why_end(self):
         """A reason to end the run now, or None."""
-        for pid, started in self._ancestors:
-            if _start_time(pid) != started:
+        for pid, started in self._lineage:
+            if started is None or (_stat(pid) or (None,))[0] != started:
                 return "the process that started this migration (ansible-playbook) is gone"
         if self.heartbeat_file and self.heartbeat_timeout:
             try:

@@ -25,7 +25,8 @@ description:
     stale or is removed (see O(codacy.selfhosted.codacy_db_migrate#module:queue.heartbeat_timeout)). When
     ansible-playbook is interrupted, at any point while the migrations start or run, it removes the heartbeat,
     waits until every migration it started has ended (cleaning up after itself), and prints which databases were
-    stopped; the next run resumes them.
+    stopped; the next run resumes them. It does the same within O(interval) seconds when ansible-playbook is gone
+    (killed with SIGKILL, which leaves this task's process running).
   - A migration whose process is gone without a result (killed) counts as failed, with a message saying so.
   - It does not fail when a migration failed; the failed results are returned for the caller to report.
 author:

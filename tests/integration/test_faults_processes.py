@@ -42,7 +42,7 @@ def test_client_program_killed_during_the_copy(source, target, dbname, run_modul
     succeeded(run_module(module_args(source, target, dbname, work_dir, data_path=data_path)), "unchanged")
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL])
 def test_ansible_playbook_interrupted_during_the_restore(source, target, dbname, run_module, work_dir, signum):
     before = big_database(source, target, dbname)
     proc = run_module.popen(module_args(source, target, dbname, work_dir))

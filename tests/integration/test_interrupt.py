@@ -14,7 +14,7 @@ import time
 import pytest
 
 from tests.integration.features import (
-    add_bulk, create_feature_database, holders, processes, processes_of_home, wait_for)
+    add_bulk, create_feature_database, holders, processes, processes_of_home, record_states, wait_for)
 from tests.integration.playbook import PASSWORD, Play
 from tests.support.compare import compare
 from tests.support.pgserver import PgServer
@@ -84,8 +84,8 @@ def process_tree(roots):
     return "\n".join(" ".join(row)[:300] for row in rows if int(row[0]) in tree)
 
 
-def interrupt(play, source, target, when, what):
-    """Run the role, send SIGINT once `when(output)` holds; return (output, seconds until nothing
+def interrupt(play, source, target, when, what, signum=signal.SIGINT):
+    """Run the role, send `signum` once `when(output)` holds; return (output, seconds until nothing
     of the run was left)."""
     # (A progress line every second: the tests interrupt in a phase that the progress lines show.)
     proc = play.popen(db_migration_databases=DATABASES, db_migration_concurrency=2, db_migration_progress_interval=1,
@@ -94,13 +94,15 @@ def interrupt(play, source, target, when, what):
     wait_for(lambda: when(output) or proc.poll() is not None, timeout=600, what=what)
     assert proc.poll() is None, "the run ended before the interrupt:\n" + output.text()[-3000:]
     sent = time.time()
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     # ansible-playbook waits for its worker, which waits for the migrations it stops: once it has
     # ended and nothing is left, the run has stopped.
     gone, remaining = {}, []
 
     def stopped():
-        remaining[:] = leftovers(play, source, target) + (["ansible-playbook"] if proc.poll() is None else [])
+        # ansible-playbook and its workers (killed with SIGKILL, it leaves them running)
+        remaining[:] = leftovers(play, source, target) + ["ansible-playbook %s" % pid for pid in (
+            ([proc.pid] if proc.poll() is None else []) + processes_of_home(str(play.home), "ansible-playbook"))]
         for kind in ("pg_dump", "pg_restore", "psql", "module", "private", "holder", "ansible-playbook"):
             if kind not in gone and not any(item.startswith(kind) for item in remaining):
                 gone[kind] = round(time.time() - sent, 1)
@@ -115,7 +117,7 @@ def interrupt(play, source, target, when, what):
     time.sleep(2)
     assert leftovers(play, source, target) == [], "something started after the run stopped"
     print("lost interrupt refused" if "Ansible went on as if it had not been" in output.text() else "", end=" ")
-    print("stopped %.1f s after SIGINT (gone after: %s): %s" % (stopped - sent, gone,
+    print("stopped %.1f s after %s (gone after: %s): %s" % (stopped - sent, signal.Signals(signum).name, gone,
                                                                 [line for line in output.lines if "interrupted" in line]))
     return output.text(), stopped - sent
 
@@ -165,3 +167,19 @@ def test_interrupt_while_the_migrations_run(interrupt_source, interrupt_target, 
     assert "] interrupted: stopped the migrations of analysis (in phase restore)" in text, text[-3000:]
     assert "the next run resumes them" in text
     converges(play, interrupt_source, interrupt_target)
+
+
+def test_ansible_playbook_killed_while_the_migrations_run(interrupt_source, interrupt_target, tmp_path):
+    """kill -9 of ansible-playbook (the OOM killer, a CI job cancelled): nothing can clean up in it, and
+    its worker, which waits for the migrations and keeps their heartbeat fresh, lives on. The worker
+    notices that ansible-playbook is gone and stops them as an interrupt would, at once rather than
+    when the heartbeat goes stale, and before they finish."""
+    play = home_play(tmp_path, interrupt_source, interrupt_target)
+    text, seconds = interrupt(play, interrupt_source, interrupt_target, lambda out: out.has("analysis: restore"),
+                              "the restore of analysis", signum=signal.SIGKILL)
+    assert seconds <= 10, "%.1f s to stop" % seconds
+    assert "] ansible-playbook is gone (killed): stopped the migrations of analysis (in phase restore)" in text, \
+        text[-3000:]
+    assert record_states(interrupt_target, "analysis") == ["in_progress"]
+    converges(play, interrupt_source, interrupt_target)
+
