@@ -117,8 +117,8 @@ def interrupt(play, source, target, when, what, signum=signal.SIGINT):
     time.sleep(2)
     assert leftovers(play, source, target) == [], "something started after the run stopped"
     print("lost interrupt refused" if "Ansible went on as if it had not been" in output.text() else "", end=" ")
-    print("stopped %.1f s after %s (gone after: %s): %s" % (stopped - sent, signal.Signals(signum).name, gone,
-                                                                [line for line in output.lines if "interrupted" in line]))
+    said = [line for line in output.lines if "interrupted" in line or "is gone" in line]
+    print("stopped %.1f s after %s (gone after: %s): %s" % (stopped - sent, signal.Signals(signum).name, gone, said))
     return output.text(), stopped - sent
 
 
@@ -182,4 +182,3 @@ def test_ansible_playbook_killed_while_the_migrations_run(interrupt_source, inte
         text[-3000:]
     assert record_states(interrupt_target, "analysis") == ["in_progress"]
     converges(play, interrupt_source, interrupt_target)
-
