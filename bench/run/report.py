@@ -272,8 +272,8 @@ def result_line(report):
 
 def client_cpu_share(report):
     """CPU of ansible-playbook and the module processes (python) in the median `ours` run, as a fraction
-    of all the CPU the run used (clients and both servers). With data_path: parallel the module
-    processes also move the rows (what pg_dump and pg_restore do on the other paths)."""
+    of all the CPU the run used (clients and both servers). The programs that move the rows (psql on
+    the parallel path, pg_dump and pg_restore on the others) are clients, not counted here."""
     run = median_run([r for r in report["runs"] if r["contender"] == "ours"])
     if not run or not run.get("cpu_by_program_s"):
         return None
