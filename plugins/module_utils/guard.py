@@ -71,8 +71,10 @@ def _lineage(limit=8):
             break
         chain.append((pid, seen[0]))
         if _is_ansible(pid):
-            # If the worker has a new parent already, ansible-playbook is gone: None matches no start time.
-            main = _stat(seen[1]) if _is_ansible(seen[1]) else None
+            # Its parent as it is now: were ansible-playbook killed before this (the worker's new
+            # parent is then init or a subreaper), that goes unseen, and the run goes on unwatched.
+            # Not calling it gone: with a strategy that runs modules elsewhere the parent may be anything.
+            main = _stat(seen[1])
             return chain + [(seen[1], main and main[0])]
         pid = seen[1]
     return chain[:2]
