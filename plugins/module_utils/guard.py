@@ -74,8 +74,9 @@ def _lineage(limit=8):
             # Its parent as it is now: were ansible-playbook killed before this (the worker's new
             # parent is then init or a subreaper), that goes unseen, and the run goes on unwatched.
             # Not calling it gone: with a strategy that runs modules elsewhere the parent may be anything.
-            main = _stat(seen[1])
-            return chain + [(seen[1], main and main[0])]
+            # (A parent pid of 0 is outside our pid namespace: nothing to watch there.)
+            main = _stat(seen[1]) if seen[1] > 1 else None
+            return chain + ([(seen[1], main and main[0])] if seen[1] > 1 else [])
         pid = seen[1]
     return chain[:2]
 
